@@ -1,0 +1,1 @@
+"""The control plane: PostgreSQL store, Admin API, change log, cluster server."""

@@ -1,0 +1,1 @@
+"""The data plane: DB-less proxy at the edge."""
