@@ -68,4 +68,5 @@ EVENT_HOOKS = EntitySchema(
         "config": Field("record", description="Validated by the handler's own schema."),
     },
     checks=[_catalogue_and_config],
+    dynamic={"config": lambda e: HANDLER_CONFIGS.get(str(e.get("handler")))},
 )

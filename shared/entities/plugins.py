@@ -53,4 +53,5 @@ PLUGINS = EntitySchema(
         "tags": tags_field(),
     },
     checks=[_config_by_plugin],
+    dynamic={"config": lambda e: getattr(registry.get(str(e.get("name"))), "config", None)},
 )

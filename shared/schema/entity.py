@@ -45,6 +45,8 @@ class EntitySchema:
     parent_check: ParentCheck | None = None
     to_data_plane: bool = True
     description: str = ""
+    # Record fields whose own schema depends on the entity (a plugin's config on its name).
+    dynamic: dict[str, Callable[[dict[str, Any]], "Field | None"]] = field(default_factory=dict)
 
     @property
     def singular(self) -> str:

@@ -1,0 +1,1 @@
+"""The Kong-compatible Admin API (aiohttp), generated from the shared entity schema."""

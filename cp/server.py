@@ -1,0 +1,117 @@
+"""`tidegate cp start`: PostgreSQL (embedded or given), migrations, then the Admin API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from contextlib import AsyncExitStack
+from typing import Any
+
+import psycopg
+from aiohttp import web
+
+from cp import migrate
+from cp.admin.app import create_app
+from cp.pg_embedded import EmbeddedPostgres
+from cp.settings import CPSettings, split_listen
+from cp.store import Store, token_digest
+
+log = logging.getLogger("tidegate.cp")
+
+
+class DatabaseNotReady(RuntimeError):
+    pass
+
+
+def database_dsn(settings: CPSettings, stack: contextlib.ExitStack) -> str:
+    """The configured DSN, or an embedded PostgreSQL under the prefix (stopped on exit)."""
+    if settings.pg_dsn:
+        return settings.pg_dsn
+    pg = EmbeddedPostgres(settings.prefix / "postgres")
+    already = pg.running()
+    dsn = pg.start()
+    log.info("using embedded PostgreSQL in %s (no --pg-dsn given)", pg.data_dir)
+    if not already:
+        stack.callback(pg.stop)
+    return dsn
+
+
+async def bootstrap(dsn: str, password: str | None) -> list[migrate.Migration]:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        ran = await migrate.up(conn)
+        if password:
+            await conn.execute(
+                "INSERT INTO cluster_meta (key, value) VALUES ('admin_password_digest', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                (token_digest(password),),
+            )
+    return ran
+
+
+async def prepare_database(dsn: str, password: str | None) -> dict[str, Any]:
+    """Bootstrap an empty database; refuse a partly migrated one. Returns stored settings."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        done = await migrate.applied(conn)
+        todo = await migrate.pending(conn)
+    if not done:
+        ran = await bootstrap(dsn, password)
+        log.info("database bootstrapped (%d migrations)", len(ran))
+    elif todo:
+        raise DatabaseNotReady(
+            f"database has {len(todo)} pending migrations: run `tidegate cp migrations up`")
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        row = await (await conn.execute(
+            "SELECT value FROM cluster_meta WHERE key = 'admin_password_digest'")).fetchone()
+    return {"admin_password_digest": row[0] if row else None}
+
+
+async def serve(settings: CPSettings, dsn: str, stop: asyncio.Event) -> None:
+    stored = await prepare_database(dsn, settings.password)
+    if settings.enforce_rbac and not stored["admin_password_digest"]:
+        log.warning("RBAC is enforced but no super-admin password was set at bootstrap; "
+                    "only admins' tokens will be accepted")
+    async with AsyncExitStack() as stack:
+        store = await Store.open(dsn)
+        stack.push_async_callback(store.close)
+        app = create_app(store, {
+            "enforce_rbac": settings.enforce_rbac,
+            "admin_listen": settings.admin_listen,
+            "cluster_listen": settings.cluster_listen,
+            "node_id": settings.node_id,
+            **stored,
+        })
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        host, port = split_listen(settings.admin_listen)
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+        log.info("Admin API listening on http://%s:%d", host, port)
+        await stop.wait()
+        log.info("control plane stopping")
+
+
+def run(settings: CPSettings) -> int:
+    import uvloop
+
+    with contextlib.ExitStack() as stack:
+        try:
+            dsn = database_dsn(settings, stack)
+        except Exception as exc:
+            log.error("cannot start PostgreSQL: %s", exc)
+            return 1
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await serve(settings, dsn, stop)
+
+        try:
+            uvloop.run(main())
+        except (DatabaseNotReady, OSError, psycopg.Error) as exc:
+            log.error("%s", exc)
+            return 1
+    return 0
