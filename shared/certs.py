@@ -97,7 +97,7 @@ def gen_cluster_cert(
     subject. Raises :class:`CertExistsError` if either file exists, before writing anything.
     ``not_before`` exists for tests that need an already expired certificate.
     """
-    _refuse_existing(cert_path, key_path)
+    refuse_existing(cert_path, key_path)
     key = _new_key()
     start, end = _validity(days, not_before)
     name = _name(cn)
@@ -106,7 +106,9 @@ def gen_cluster_cert(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_leaf_key_usage(), critical=True)
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
             critical=False,
         )
         .add_extension(_san([cn]), critical=False)
@@ -129,7 +131,7 @@ def gen_ca(
     The CA may only sign certificates (key usage ``keyCertSign``); keep its key off the data
     planes. Raises :class:`CertExistsError` if either file exists.
     """
-    _refuse_existing(cert_path, key_path)
+    refuse_existing(cert_path, key_path)
     key = _new_key()
     start, end = _validity(days, not_before)
     name = _name(cn)
@@ -162,7 +164,7 @@ def gen_signed(
     ``server=False`` makes a data-plane client certificate (clientAuth). Raises
     :class:`CertExistsError` if a target file exists, :class:`CertError` if the CA is unusable.
     """
-    _refuse_existing(cert_path, key_path)
+    refuse_existing(cert_path, key_path)
     issuer_cert = load_cert(ca_cert)
     issuer_key = load_key(ca_key)
     _check_can_sign(issuer_cert, issuer_key, ca_cert)
@@ -235,7 +237,9 @@ def load_key(path: str | os.PathLike[str]) -> ec.EllipticCurvePrivateKey:
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
-        raise CertError(f"{os.fspath(path)!r} is not an unencrypted PEM private key: {exc}") from exc
+        raise CertError(
+            f"{os.fspath(path)!r} is not an unencrypted PEM private key: {exc}"
+        ) from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise CertError(f"{os.fspath(path)!r} is not an EC private key")
     return key
@@ -360,7 +364,7 @@ def _read(path: str | os.PathLike[str], what: str) -> bytes:
         raise CertError(f"cannot read {what} {os.fspath(path)!r}: {exc.strerror}") from exc
 
 
-def _refuse_existing(*paths: str | os.PathLike[str]) -> None:
+def refuse_existing(*paths: str | os.PathLike[str]) -> None:
     """Fail before writing anything if any target exists (a half-written pair is worse)."""
     existing = [os.fspath(p) for p in paths if os.path.lexists(p)]
     if existing:
