@@ -20,7 +20,8 @@ def register(groups: Any) -> None:
     start = sub.add_parser("start", help="start the control plane")
     _database_flags(start)
     start.add_argument("--admin-listen", help="Admin API address (default 127.0.0.1:8001)")
-    start.add_argument("--cluster-listen", help="cluster (mTLS gRPC) address (default 0.0.0.0:8005)")
+    start.add_argument("--cluster-listen",
+                       help="cluster (mTLS gRPC) address (default 0.0.0.0:8005)")
     start.add_argument("--enforce-rbac", action="store_const", const=True, default=None,
                        help="require a Kong-Admin-Token on every Admin API request")
     start.add_argument("--cluster-cert", help="cluster certificate (PEM)")

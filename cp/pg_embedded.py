@@ -73,6 +73,11 @@ class EmbeddedPostgres:
     def _init(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self._run_as is not None:
+            for parent in self.data_dir.parents:
+                if not os.stat(parent).st_mode & 0o001:
+                    raise EmbeddedPostgresError(
+                        f"PostgreSQL runs as 'nobody' when tidegate runs as root, and 'nobody' "
+                        f"cannot enter {parent}: choose a --prefix elsewhere or pass --pg-dsn")
             os.chown(self.data_dir, self._run_as.pw_uid, self._run_as.pw_gid)
         result = self._run(
             "initdb", "-D", str(self.data_dir), "-U", DB_USER, "--auth=trust", "-E", "UTF8",

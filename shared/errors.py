@@ -29,7 +29,7 @@ def _flatten(errors: FieldErrors, prefix: str = "") -> list[str]:
 
 
 def _jsonable(errors: Any) -> Any:
-    """Int-keyed error maps become JSON arrays (with nulls for valid elements), as Kong shows them."""
+    """Int-keyed error maps become JSON arrays (nulls for valid elements), as Kong shows them."""
     if not isinstance(errors, dict):
         return errors
     if errors and all(isinstance(k, int) for k in errors):
