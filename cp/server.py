@@ -14,9 +14,13 @@ from aiohttp import web
 
 from cp import migrate
 from cp.admin.app import create_app
+from cp.admin.clustering import CLUSTER
+from cp.cluster.server import Cluster, start_cluster
 from cp.pg_embedded import EmbeddedPostgres
 from cp.settings import CPSettings, split_listen
 from cp.store import Store, token_digest
+from shared.certs import CertError
+from shared.tls import ClusterTLS, HandshakeFailureLog
 
 log = logging.getLogger("tidegate.cp")
 
@@ -67,6 +71,27 @@ async def prepare_database(dsn: str, password: str | None) -> dict[str, Any]:
     return {"admin_password_digest": row[0] if row else None}
 
 
+async def _start_cluster(
+    settings: CPSettings, dsn: str, store: Store, stack: AsyncExitStack
+) -> Cluster | None:
+    """The mTLS cluster listener, when a cluster certificate is configured."""
+    if not (settings.cluster_cert and settings.cluster_key):
+        log.warning("no --cluster-cert/--cluster-key: the cluster listener is off, "
+                    "data planes cannot connect")
+        return None
+    tls = ClusterTLS.from_files(
+        settings.cluster_mtls, settings.cluster_cert, settings.cluster_key,  # type: ignore[arg-type]
+        ca=settings.cluster_ca_cert,
+        allowed_names=[n for n in settings.cluster_allowed_names.split(",") if n],
+    )
+    handshakes = HandshakeFailureLog()
+    handshakes.start()
+    stack.callback(handshakes.stop)
+    cluster = await start_cluster(dsn, store.pool, tls, settings.cluster_listen, settings.node_id)
+    stack.push_async_callback(cluster.stop)
+    return cluster
+
+
 async def serve(settings: CPSettings, dsn: str, stop: asyncio.Event) -> None:
     stored = await prepare_database(dsn, settings.password)
     if settings.enforce_rbac and not stored["admin_password_digest"]:
@@ -75,6 +100,7 @@ async def serve(settings: CPSettings, dsn: str, stop: asyncio.Event) -> None:
     async with AsyncExitStack() as stack:
         store = await Store.open(dsn)
         stack.push_async_callback(store.close)
+        cluster = await _start_cluster(settings, dsn, store, stack)
         app = create_app(store, {
             "enforce_rbac": settings.enforce_rbac,
             "admin_listen": settings.admin_listen,
@@ -82,6 +108,8 @@ async def serve(settings: CPSettings, dsn: str, stop: asyncio.Event) -> None:
             "node_id": settings.node_id,
             **stored,
         })
+        if cluster is not None:
+            app[CLUSTER] = cluster
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -111,7 +139,7 @@ def run(settings: CPSettings) -> int:
 
         try:
             uvloop.run(main())
-        except (DatabaseNotReady, OSError, psycopg.Error) as exc:
+        except (DatabaseNotReady, OSError, psycopg.Error, CertError) as exc:
             log.error("%s", exc)
             return 1
     return 0

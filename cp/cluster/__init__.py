@@ -1,0 +1,1 @@
+"""The cluster server: streams config to data planes over mTLS gRPC and tracks what they run."""

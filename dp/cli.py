@@ -1,0 +1,38 @@
+"""`tidegate dp …`: start a data plane (hybrid, or DB-less standalone)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from shared.logs import setup_logging
+
+
+def register(groups: Any) -> None:
+    dp = groups.add_parser("dp", help="data plane: DB-less proxy at the edge")
+    sub = dp.add_subparsers(dest="dp_command", metavar="COMMAND")
+    sub.required = True
+    start = sub.add_parser("start", help="start a data plane")
+    start.add_argument("--prefix", help="state directory: cache, node id (default ./.tidegate-dp)")
+    start.add_argument("--cp", help="control plane cluster address HOST:8005 (hybrid mode)")
+    start.add_argument("--cert", dest="cluster_cert", help="cluster certificate (PEM)")
+    start.add_argument("--key", dest="cluster_key", help="cluster certificate key (PEM)")
+    start.add_argument("--cluster-mtls", choices=("shared", "pki"),
+                       help="shared: the CP's own cluster certificate; pki: CA-signed")
+    start.add_argument("--cluster-ca-cert", help="CA certificate (pki mode)")
+    start.add_argument("--cluster-server-name",
+                       help="name expected in the CP's certificate (pki mode)")
+    start.add_argument("--declarative-config", help="kong.yml to serve with no control plane")
+    start.add_argument("--status-listen", help="status address (default 127.0.0.1:8100)")
+    start.add_argument("--labels", help="labels shown on the CP: key=value,key=value")
+    start.add_argument("--log-format", choices=("text", "json"))
+    start.set_defaults(handler=_start)
+
+
+def _start(args: argparse.Namespace) -> int:
+    from dp.server import run
+    from dp.settings import DPSettings
+
+    settings = DPSettings.from_sources(args)
+    setup_logging("dp", "dp", settings.log_format)
+    return run(settings)

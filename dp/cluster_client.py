@@ -1,0 +1,158 @@
+"""The data plane's end of the cluster link: hello, apply, ACK/NACK, status; reconnect forever.
+
+Reconnects use jittered exponential backoff (0.5 s doubling to 30 s, each wait drawn from its
+upper half) so a restarted control plane is not hit by every data plane at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+
+from dp.running import ApplyError, RunningConfig, decode_snapshot
+from shared import __version__
+from shared import plugins as plugin_registry
+from shared.proto_gen import cluster_pb2 as pb
+from shared.tls import ClusterTLS, secure_channel
+
+log = logging.getLogger("tidegate.dp")
+
+METHOD = "/tidegate.cluster.v1.Cluster/Connect"
+STATUS_EVERY = 10.0
+# Keepalive above the CP's minimum ping interval (5 s): a dead CP is noticed within 30 s.
+CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+]
+
+
+@dataclass
+class LinkStatus:
+    connected: bool = False
+    connects: int = 0
+    last_error: str | None = None
+    rejection: str | None = None
+    last_change: float = field(default_factory=time.time)
+
+
+class ClusterClient:
+    def __init__(
+        self, target: str, tls: ClusterTLS, running: RunningConfig, node_id: str,
+        labels: dict[str, str] | None = None,
+        on_applied: Callable[[], None] | None = None,
+    ) -> None:
+        self.target, self.tls, self.running, self.node_id = target, tls, running, node_id
+        self.labels = labels or {}
+        self.on_applied = on_applied
+        self.status = LinkStatus()
+        self._write_lock = asyncio.Lock()
+
+    def hello(self) -> pb.DataPlaneMessage:
+        return pb.DataPlaneMessage(hello=pb.Hello(
+            node_id=self.node_id, hostname=socket.gethostname(), version=__version__,
+            plugins=[pb.Plugin(name=n, version=p.version)
+                     for n, p in plugin_registry.available().items()],
+            labels=self.labels, config_version=self.running.version,
+            config_hash=self.running.hash,
+        ))
+
+    async def run(self) -> None:
+        delay = 0.5
+        while True:
+            started = time.monotonic()
+            try:
+                await self._session()
+                reason = "stream ended"
+            except grpc.aio.AioRpcError as exc:
+                reason = f"{exc.code().name}: {exc.details()}"
+            except (OSError, ApplyError) as exc:
+                reason = str(exc)
+            self.status.connected = False
+            self.status.last_error = reason
+            if time.monotonic() - started > 30:
+                delay = 0.5  # it was a healthy session: start the backoff over
+            wait = random.uniform(delay / 2, delay)
+            log.warning("cluster link to %s down (%s); reconnecting in %.1f s",
+                        self.target, reason, wait)
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, 30.0)
+
+    async def _session(self) -> None:
+        async with secure_channel(self.target, self.tls, CHANNEL_OPTIONS) as channel:
+            call = channel.stream_stream(
+                METHOD, request_serializer=pb.DataPlaneMessage.SerializeToString,
+                response_deserializer=pb.ControlPlaneMessage.FromString)()
+            await self._write(call, self.hello())
+            self.status.connected, self.status.last_error = True, None
+            self.status.connects += 1
+            log.info("connected to control plane %s, holding %s", self.target,
+                     self.running.version or "no config")
+            heartbeat = asyncio.create_task(self._heartbeat(call))
+            try:
+                await self._receive(call)
+            finally:
+                heartbeat.cancel()
+
+    async def _write(self, call: grpc.aio.StreamStreamCall, msg: pb.DataPlaneMessage) -> None:
+        async with self._write_lock:
+            await call.write(msg)
+
+    async def _heartbeat(self, call: grpc.aio.StreamStreamCall) -> None:
+        while True:
+            await asyncio.sleep(STATUS_EVERY)
+            await self._write(call, pb.DataPlaneMessage(status=pb.Status(
+                config_version=self.running.version, config_hash=self.running.hash)))
+
+    async def _receive(self, call: grpc.aio.StreamStreamCall) -> None:
+        chunks: list[bytes] = []
+        async for msg in call:
+            kind = msg.WhichOneof("kind")
+            if kind == "snapshot_chunk":
+                chunk = msg.snapshot_chunk
+                if chunk.index == 0:
+                    chunks = []
+                if chunk.index != len(chunks):
+                    await self._nack(call, f"snapshot chunk {chunk.index} out of order")
+                    chunks = []
+                    continue
+                chunks.append(chunk.data)
+                if len(chunks) == chunk.total:
+                    data, chunks = b"".join(chunks), []
+                    await self._apply(call, lambda c=chunk, d=data: self.running.load(
+                        c.version, decode_snapshot(d), "cluster-snapshot", c.hash))
+            elif kind == "delta":
+                d = msg.delta
+                await self._apply(call, lambda d=d: self.running.apply_delta(
+                    d.from_version, d.to_version, d.expected_hash,
+                    [(u.entity_type, u.id, u.json) for u in d.upserts],
+                    [(r.entity_type, r.id) for r in d.removals]))
+            elif kind == "rejection":
+                self.status.rejection = msg.rejection.reason
+                log.warning("control plane sends no config (%s): %s",
+                            msg.rejection.sync_status, msg.rejection.reason)
+
+    async def _apply(self, call: grpc.aio.StreamStreamCall, apply: Callable[[], None]) -> None:
+        try:
+            apply()
+        except ApplyError as exc:
+            await self._nack(call, str(exc))
+            return
+        self.status.rejection = None
+        if self.on_applied is not None:
+            self.on_applied()  # e.g. write the cache: it must hold before we ACK
+        await self._write(call, pb.DataPlaneMessage(ack=pb.Ack(
+            version=self.running.version, hash=self.running.hash)))
+
+    async def _nack(self, call: grpc.aio.StreamStreamCall, reason: str) -> None:
+        await self._write(call, pb.DataPlaneMessage(nack=pb.Nack(
+            version=self.running.version, error_detail=reason)))

@@ -1,0 +1,141 @@
+"""`tidegate dp start`: a stateless, DB-less data plane.
+
+Hybrid mode: serve the cached config at once (if any), connect to the control plane over mTLS,
+and apply what it streams. Standalone mode: serve a declarative kong.yml; SIGHUP (or POST /config
+on the status port) reloads it. Either way the status listener reports what is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import signal
+import uuid
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from aiohttp import web
+
+from dp import cache
+from dp.cluster_client import ClusterClient
+from dp.running import ApplyError, RunningConfig
+from dp.settings import DPSettings
+from dp.status import status_app
+from shared import declarative
+from shared.config_set import ConfigSet
+from shared.errors import DeclarativeConfigError
+from shared.settings import split_listen
+from shared.tls import ClusterTLS
+
+log = logging.getLogger("tidegate.dp")
+
+
+def node_id_for(prefix: Path) -> str:
+    """A node id kept under the prefix, so the control plane knows us across restarts."""
+    path = prefix / "node_id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        node_id = str(uuid.uuid4())
+        path.write_text(node_id + "\n")
+        return node_id
+
+
+class DataPlaneNode:
+    def __init__(self, settings: DPSettings) -> None:
+        self.settings = settings
+        settings.prefix.mkdir(parents=True, exist_ok=True)
+        self.node_id = node_id_for(settings.prefix)
+        self.running = RunningConfig()
+        self.standalone = settings.declarative_config is not None
+        self.cache_path = settings.prefix / "config.cache"
+        self.client: ClusterClient | None = None
+        self.status_port: int | None = None
+
+    def load_declarative(self, text: bytes) -> None:
+        """Validate and serve a declarative config (raises DeclarativeConfigError)."""
+        config = ConfigSet.from_lists(declarative.load_text(text))
+        version = "file:" + hashlib.sha256(text).hexdigest()[:16]
+        try:
+            self.running.load(version, config, "file")
+        except ApplyError as exc:
+            raise DeclarativeConfigError(str(exc)) from None
+        log.info("serving declarative config %s (%d entities)", version, len(config))
+
+    def _reload_file(self) -> None:
+        path = self.settings.declarative_config
+        assert path is not None
+        try:
+            self.load_declarative(path.read_bytes())
+        except (OSError, DeclarativeConfigError) as exc:
+            log.error("declarative config %s not loaded, still serving %s: %s", path,
+                      self.running.version or "nothing", getattr(exc, "message", exc))
+
+    def _load_cache(self) -> None:
+        cached = cache.load(self.cache_path)
+        if cached is None:
+            return
+        version, config = cached
+        try:
+            self.running.load(version, config, "cache")
+            log.info("serving cached config %s until the control plane answers", version)
+        except ApplyError:
+            log.warning("cached config %s failed validation and was ignored", version)
+
+    def _save_cache(self) -> None:
+        current = self.running.current
+        if current is not None:
+            cache.save(self.cache_path, current.version, current.config)
+
+    def _cluster_client(self) -> ClusterClient:
+        s = self.settings
+        if not (s.cp and s.cluster_cert and s.cluster_key):
+            raise ValueError("hybrid mode needs --cp, --cluster-cert and --cluster-key "
+                             "(or --declarative-config for standalone mode)")
+        tls = ClusterTLS.from_files(s.cluster_mtls, s.cluster_cert, s.cluster_key,  # type: ignore[arg-type]
+                                    ca=s.cluster_ca_cert, server_name=s.cluster_server_name)
+        return ClusterClient(s.cp, tls, self.running, self.node_id, s.labels,
+                             on_applied=self._save_cache)
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        async with AsyncExitStack() as stack:
+            loop = asyncio.get_running_loop()
+            if self.standalone:
+                self._reload_file()
+                loop.add_signal_handler(signal.SIGHUP, self._reload_file)
+            else:
+                self.client = self._cluster_client()
+                self._load_cache()
+            runner = web.AppRunner(status_app(self), access_log=None, handle_signals=False)
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)
+            host, port = split_listen(self.settings.status_listen)
+            site = web.TCPSite(runner, host, port, reuse_address=True)
+            await site.start()
+            self.status_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            log.info("status listener on http://%s:%d", host, self.status_port)
+            if self.client is not None:
+                task = asyncio.create_task(self.client.run(), name="cluster-client")
+                stack.callback(task.cancel)
+            await stop.wait()
+            log.info("data plane stopping")
+
+
+def run(settings: DPSettings) -> int:
+    import uvloop
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            node = DataPlaneNode(settings)
+            await node.serve(stop)
+        except (ValueError, OSError) as exc:
+            log.error("%s", exc)
+            return 1
+        return 0
+
+    return uvloop.run(main())
