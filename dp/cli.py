@@ -25,14 +25,16 @@ def register(groups: Any) -> None:
     start.add_argument("--declarative-config", help="kong.yml to serve with no control plane")
     start.add_argument("--status-listen", help="status address (default 127.0.0.1:8100)")
     start.add_argument("--labels", help="labels shown on the CP: key=value,key=value")
+    start.add_argument("--plugins", help="enabled plugins: bundled, or a comma-separated list")
     start.add_argument("--log-format", choices=("text", "json"))
     start.set_defaults(handler=_start)
 
 
 def _start(args: argparse.Namespace) -> int:
-    from dp.server import run
+    from dp.server import node_id_for, run
     from dp.settings import DPSettings
 
     settings = DPSettings.from_sources(args)
-    setup_logging("dp", "dp", settings.log_format)
+    settings.prefix.mkdir(parents=True, exist_ok=True)
+    setup_logging("dp", node_id_for(settings.prefix), settings.log_format)
     return run(settings)

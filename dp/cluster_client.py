@@ -50,9 +50,11 @@ class ClusterClient:
         self, target: str, tls: ClusterTLS, running: RunningConfig, node_id: str,
         labels: dict[str, str] | None = None,
         on_applied: Callable[[], None] | None = None,
+        plugins: list[str] | None = None,
     ) -> None:
         self.target, self.tls, self.running, self.node_id = target, tls, running, node_id
         self.labels = labels or {}
+        self.plugins = list(plugin_registry.available()) if plugins is None else plugins
         self.on_applied = on_applied
         self.status = LinkStatus()
         self._write_lock = asyncio.Lock()
@@ -61,7 +63,7 @@ class ClusterClient:
         return pb.DataPlaneMessage(hello=pb.Hello(
             node_id=self.node_id, hostname=socket.gethostname(), version=__version__,
             plugins=[pb.Plugin(name=n, version=p.version)
-                     for n, p in plugin_registry.available().items()],
+                     for n, p in plugin_registry.available().items() if n in self.plugins],
             labels=self.labels, config_version=self.running.version,
             config_hash=self.running.hash,
         ))

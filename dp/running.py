@@ -38,7 +38,7 @@ class ApplyError(Exception):
 class RunningConfig:
     current: Snapshot | None = None
     listeners: list[Listener] = field(default_factory=list)
-    applied: dict[str, int] = field(default_factory=lambda: {"snapshot": 0, "delta": 0})
+    applied: dict[str, int] = field(default_factory=dict)  # by source
     rejected: int = 0
     last_error: str | None = None
 
@@ -70,7 +70,7 @@ class RunningConfig:
         if expected_hash and config.hash != expected_hash:
             raise self._reject(f"hash mismatch: expected {expected_hash}, got {config.hash}")
         self._swap(Snapshot(version, config, source))
-        self.applied["snapshot"] += 1
+        self.applied[source] = self.applied.get(source, 0) + 1
         self.last_error = None
 
     def apply_delta(
@@ -103,7 +103,7 @@ class RunningConfig:
             raise self._reject(f"hash mismatch after delta: expected {expected_hash}, "
                                f"got {config.hash}")
         self._swap(Snapshot(to_version, config, "cluster-delta"))
-        self.applied["delta"] += 1
+        self.applied["cluster-delta"] = self.applied.get("cluster-delta", 0) + 1
         self.last_error = None
 
 

@@ -96,7 +96,7 @@ class DataPlaneNode:
         tls = ClusterTLS.from_files(s.cluster_mtls, s.cluster_cert, s.cluster_key,  # type: ignore[arg-type]
                                     ca=s.cluster_ca_cert, server_name=s.cluster_server_name)
         return ClusterClient(s.cp, tls, self.running, self.node_id, s.labels,
-                             on_applied=self._save_cache)
+                             on_applied=self._save_cache, plugins=s.enabled_plugins())
 
     async def serve(self, stop: asyncio.Event) -> None:
         async with AsyncExitStack() as stack:

@@ -21,8 +21,18 @@ class DPSettings:
     declarative_config: Path | None = None  # DB-less standalone: no control plane at all
     status_listen: str = "127.0.0.1:8100"
     labels: dict[str, str] = field(default_factory=dict)
+    plugins: str = "bundled"  # Kong's `plugins`: "bundled" or a comma-separated list
     log_format: str = "text"
 
     @classmethod
     def from_sources(cls, args: Any = None, env: dict[str, str] | None = None) -> DPSettings:
         return from_sources(cls, args, env)
+
+    def enabled_plugins(self) -> list[str]:
+        from shared import plugins as registry
+
+        names = [n.strip() for n in self.plugins.split(",") if n.strip()]
+        available = registry.available()
+        if "bundled" in names:
+            names = [*available, *(n for n in names if n != "bundled")]
+        return [n for n in dict.fromkeys(names) if n in available]

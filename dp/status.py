@@ -32,8 +32,9 @@ async def status(request: web.Request) -> web.Response:
         "config_source": current.source if current else None,
         "entities": {t: len(es) for t, es in current.config.entities.items()} if current else {},
         "sync": {
-            "applied_snapshots": running.applied["snapshot"],
-            "applied_deltas": running.applied["delta"],
+            "applied_snapshots": running.applied.get("cluster-snapshot", 0),
+            "applied_deltas": running.applied.get("cluster-delta", 0),
+            "loaded_from_cache": running.applied.get("cache", 0),
             "rejected": running.rejected,
             "last_error": running.last_error,
         },

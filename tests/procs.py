@@ -1,0 +1,148 @@
+"""Real tidegate processes for integration tests: start, wait for readiness, stop, read logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+TIDEGATE = [sys.executable, "-m", "shared.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, _decode(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, _decode(exc.read())
+
+
+def _decode(raw: bytes) -> Any:
+    """JSON bodies as data, anything else as text."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
+    """Poll `check` until it returns something truthy (errors count as not yet)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            last = exc
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+class Proc:
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        self._file = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen([*TIDEGATE, *args], stdout=self._file,
+                                      stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.alive():
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
+        self._file.close()
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+class ControlPlane(Proc):
+    def __init__(self, tmp: Path, dsn: str, certs: dict[str, Path], name: str = "cp") -> None:
+        self.admin_port, self.cluster_port = free_port(), free_port()
+        self.admin = f"http://127.0.0.1:{self.admin_port}"
+        self.cluster = f"127.0.0.1:{self.cluster_port}"
+        super().__init__([
+            "cp", "start", "--pg-dsn", dsn, "--prefix", str(tmp / name),
+            "--admin-listen", f"127.0.0.1:{self.admin_port}",
+            "--cluster-listen", self.cluster,
+            "--cluster-cert", str(certs["cert"]), "--cluster-key", str(certs["key"]),
+        ], tmp / f"{name}.log")
+        wait_for(lambda: self._ready(), 60, f"{name} ready")
+
+    def _ready(self) -> bool:
+        assert self.alive(), self.output()
+        return http("GET", f"{self.admin}/status")[0] == 200
+
+    def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        return http(method, self.admin + path, body)
+
+    def data_planes(self) -> dict[str, dict[str, Any]]:
+        return {dp["id"]: dp for dp in self.api("GET", "/clustering/data-planes")[1]["data"]}
+
+
+class DataPlane(Proc):
+    def __init__(self, tmp: Path, name: str, cp: str | None, certs: dict[str, Path] | None,
+                 *extra: str, wait_ready: bool = True) -> None:
+        self.prefix = tmp / name
+        self.status_port = free_port()
+        self.status_url = f"http://127.0.0.1:{self.status_port}"
+        args = ["dp", "start", "--prefix", str(self.prefix),
+                "--status-listen", f"127.0.0.1:{self.status_port}", *extra]
+        if cp is not None and certs is not None:
+            args += ["--cp", cp, "--cert", str(certs["cert"]), "--key", str(certs["key"])]
+        super().__init__(args, tmp / f"{name}.log")
+        wait_for(self._listening, 30, f"{name} status listener")
+        if wait_ready:
+            wait_for(lambda: self.get("/status/ready")[0] == 200, 30, f"{name} ready")
+
+    def _listening(self) -> bool:
+        assert self.alive(), self.output()
+        return self.get("/health")[0] == 200
+
+    def get(self, path: str) -> tuple[int, Any]:
+        return http("GET", self.status_url + path)
+
+    @property
+    def node_id(self) -> str:
+        return (self.prefix / "node_id").read_text().strip()
+
+    def status(self) -> dict[str, Any]:
+        return self.get("/status")[1]
+
+    def routes(self) -> dict[str, dict[str, Any]]:
+        status, body = self.get("/config")
+        if status != 200:
+            return {}
+        return {r["name"] or r["id"]: r for r in body["config"]["routes"]}
