@@ -15,6 +15,7 @@ import os
 import zlib
 from pathlib import Path
 
+from shared import __version__
 from shared.config_set import ConfigSet
 
 log = logging.getLogger("tidegate.dp")
@@ -25,7 +26,7 @@ FORMAT = 1
 def save(path: Path, version: str, config: ConfigSet) -> None:
     body = zlib.compress(json.dumps(config.to_lists(), separators=(",", ":")).encode(), 1)
     header = {"format": FORMAT, "version": version, "hash": config.hash,
-              "sha256": hashlib.sha256(body).hexdigest()}
+              "sha256": hashlib.sha256(body).hexdigest(), "written_by": __version__}
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(json.dumps(header).encode() + b"\n" + body)
@@ -39,8 +40,11 @@ def save(path: Path, version: str, config: ConfigSet) -> None:
         os.close(dir_fd)
 
 
-def load(path: Path) -> tuple[str, ConfigSet] | None:
-    """(version, config) from the cache, or None when there is none or it is damaged."""
+def load(path: Path) -> tuple[str, ConfigSet, bool] | None:
+    """(version, config, trusted) from the cache, or None when there is none or it is damaged.
+
+    `trusted`: this tidegate version wrote it, after validating it, and the checksum and hash
+    still match, so validating it again would only repeat the same checks."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -58,7 +62,7 @@ def load(path: Path) -> tuple[str, ConfigSet] | None:
         config = ConfigSet.from_lists(json.loads(zlib.decompress(body)))
         if config.hash != header["hash"]:
             raise ValueError("config hash mismatch")
-        return str(header["version"]), config
+        return str(header["version"]), config, header.get("written_by") == __version__
     except (ValueError, KeyError, TypeError, zlib.error) as exc:
         log.warning("config cache %s is corrupt and was ignored: %s", path, exc)
         return None

@@ -7,6 +7,7 @@ the running one; a failure leaves it untouched and returns the reason, which bec
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import zlib
@@ -54,6 +55,10 @@ class RunningConfig:
         self.current = snapshot
         for listener in self.listeners:
             listener(snapshot)
+        # A config is a large, long-lived tree of dicts without cycles: keep the cyclic GC from
+        # rescanning it on every collection (a 10 000-route config made each full pass ~100 ms).
+        # Replaced configs are still freed by reference counting.
+        gc.freeze()
         return snapshot
 
     def _reject(self, reason: str) -> ApplyError:
@@ -62,9 +67,11 @@ class RunningConfig:
         log.warning("config rejected, still serving %s: %s", self.version or "nothing", reason)
         return ApplyError(reason)
 
-    def load(self, version: str, config: ConfigSet, source: str, expected_hash: str = "") -> None:
-        """Replace everything (a snapshot, the cache, a declarative file) after validating it."""
-        problems = validate_entities(config)
+    def load(self, version: str, config: ConfigSet, source: str, expected_hash: str = "",
+             *, validated: bool = False) -> None:
+        """Replace everything (a snapshot, the cache, a declarative file) after validating it,
+        unless it is known to be valid already (our own checksummed cache)."""
+        problems = [] if validated else validate_entities(config)
         if problems:
             raise self._reject(_summary(problems))
         if expected_hash and config.hash != expected_hash:

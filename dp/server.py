@@ -76,9 +76,9 @@ class DataPlaneNode:
         cached = cache.load(self.cache_path)
         if cached is None:
             return
-        version, config = cached
+        version, config, trusted = cached
         try:
-            self.running.load(version, config, "cache")
+            self.running.load(version, config, "cache", validated=trusted)
             log.info("serving cached config %s until the control plane answers", version)
         except ApplyError:
             log.warning("cached config %s failed validation and was ignored", version)
