@@ -15,7 +15,10 @@ FieldErrors = dict[Any, Any]
 def _flatten(errors: FieldErrors, prefix: str = "") -> list[str]:
     """`{"config": {"url": "x"}, "paths": {1: "y"}}` → `["config.url: x", "paths.2: y"]`."""
     out: list[str] = []
-    for key in sorted(errors, key=lambda k: (isinstance(k, str), str(k).zfill(8))):
+    # As Kong lists them: entity-level errors first, then fields by name, elements by index.
+    keys = sorted(errors, key=lambda k: (k != "@entity", isinstance(k, str), k if isinstance(
+        k, str) else f"{k:09d}"))
+    for key in keys:
         value = errors[key]
         name = str(key + 1) if isinstance(key, int) else key
         path = f"{prefix}.{name}" if prefix else name

@@ -1,6 +1,8 @@
 -- tidegate schema, version 1.
 -- One table per entity: the entity itself as JSON, plus the columns PostgreSQL must enforce
 -- (unique keys, foreign keys, the plugin/target cache keys) and those lists filter on (tags).
+-- Unique keys are deferrable so a declarative import may swap values between rows; they are
+-- checked per statement everywhere else.
 
 CREATE TABLE cluster_meta (
     key   text PRIMARY KEY,
@@ -27,51 +29,51 @@ CREATE TABLE certificates (
 );
 CREATE TABLE snis (
     id uuid PRIMARY KEY, tags text[], created_at bigint NOT NULL, entity jsonb NOT NULL,
-    name text NOT NULL UNIQUE,
+    name text NOT NULL UNIQUE DEFERRABLE INITIALLY IMMEDIATE,
     certificate_id uuid NOT NULL REFERENCES certificates (id)
 );
 CREATE TABLE services (
     id uuid PRIMARY KEY, tags text[], created_at bigint NOT NULL, entity jsonb NOT NULL,
-    name text UNIQUE,
+    name text UNIQUE DEFERRABLE INITIALLY IMMEDIATE,
     client_certificate_id uuid REFERENCES certificates (id)
 );
 CREATE TABLE routes (
     id uuid PRIMARY KEY, tags text[], created_at bigint NOT NULL, entity jsonb NOT NULL,
-    name text UNIQUE,
+    name text UNIQUE DEFERRABLE INITIALLY IMMEDIATE,
     service_id uuid REFERENCES services (id)
 );
 CREATE TABLE consumers (
     id uuid PRIMARY KEY, tags text[], created_at bigint NOT NULL, entity jsonb NOT NULL,
-    username text UNIQUE,
-    custom_id text UNIQUE
+    username text UNIQUE DEFERRABLE INITIALLY IMMEDIATE,
+    custom_id text UNIQUE DEFERRABLE INITIALLY IMMEDIATE
 );
 CREATE TABLE upstreams (
     id uuid PRIMARY KEY, tags text[], created_at bigint NOT NULL, entity jsonb NOT NULL,
-    name text NOT NULL UNIQUE,
+    name text NOT NULL UNIQUE DEFERRABLE INITIALLY IMMEDIATE,
     client_certificate_id uuid REFERENCES certificates (id)
 );
 CREATE TABLE targets (
     id uuid PRIMARY KEY, tags text[], created_at bigint NOT NULL, entity jsonb NOT NULL,
     upstream_id uuid NOT NULL REFERENCES upstreams (id),
-    cache_key text NOT NULL UNIQUE
+    cache_key text NOT NULL UNIQUE DEFERRABLE INITIALLY IMMEDIATE
 );
 CREATE TABLE plugins (
     id uuid PRIMARY KEY, tags text[], created_at bigint NOT NULL, entity jsonb NOT NULL,
-    instance_name text UNIQUE,
+    instance_name text UNIQUE DEFERRABLE INITIALLY IMMEDIATE,
     route_id uuid REFERENCES routes (id),
     service_id uuid REFERENCES services (id),
     consumer_id uuid REFERENCES consumers (id),
-    cache_key text NOT NULL UNIQUE
+    cache_key text NOT NULL UNIQUE DEFERRABLE INITIALLY IMMEDIATE
 );
 CREATE TABLE event_hooks (
     id uuid PRIMARY KEY, tags text[], created_at bigint NOT NULL, entity jsonb NOT NULL
 );
 CREATE TABLE admins (
     id uuid PRIMARY KEY, tags text[], created_at bigint NOT NULL, entity jsonb NOT NULL,
-    username text NOT NULL UNIQUE,
-    email text UNIQUE,
-    custom_id text UNIQUE,
-    token_digest text UNIQUE
+    username text NOT NULL UNIQUE DEFERRABLE INITIALLY IMMEDIATE,
+    email text UNIQUE DEFERRABLE INITIALLY IMMEDIATE,
+    custom_id text UNIQUE DEFERRABLE INITIALLY IMMEDIATE,
+    token_digest text UNIQUE DEFERRABLE INITIALLY IMMEDIATE
 );
 
 CREATE INDEX snis_certificate_id_idx ON snis (certificate_id);
