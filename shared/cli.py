@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from shared import __version__
 
 # Modules that contribute command groups, in the order `--help` lists them.
-COMMAND_MODULES = ("cp.cli", "dp.cli", "shared.config_cli", "shared.certs_cli")
+COMMAND_MODULES = (
+    "shared.quickstart", "cp.cli", "dp.cli", "shared.config_cli", "shared.certs_cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
