@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cp.admin import entities, info
+from cp.admin import clustering, config, entities, info, openapi
 from cp.store import Store, token_digest
 from shared.errors import KongError
 
@@ -71,5 +71,8 @@ def create_app(store: Store, settings: dict[str, Any] | None = None) -> web.Appl
     app["store"] = store
     app["settings"] = settings
     info.add_routes(app)
+    clustering.add_routes(app)
+    config.add_routes(app)
     entities.add_routes(app)
+    openapi.add_routes(app)
     return app

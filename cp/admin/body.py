@@ -46,6 +46,8 @@ async def read_body(request: web.Request, schema: EntitySchema | None) -> Any:
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise BadBody("Cannot parse JSON body") from None
+        except RecursionError:
+            raise BadBody("Cannot parse JSON body: nested too deeply") from None
     if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         try:
             form = await request.post()
@@ -103,7 +105,9 @@ def decode_form(items: list[tuple[str, str]]) -> dict[str, Any]:
                 node[last] = [existing, value]
         else:
             node[last] = value
-    return _lists_from_indexes(root)
+    # The top level is always the entity's fields, even when every key looks like an index
+    # (`[0]=x`): it names field "0", which the schema then rejects.
+    return {str(k): _lists_from_indexes(v) for k, v in root.items()}
 
 
 def _lists_from_indexes(node: Any) -> Any:

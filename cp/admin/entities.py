@@ -8,6 +8,8 @@ parent itself (e.g. `/routes/{r}/service`).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,8 +18,9 @@ from aiohttp import web
 from cp.admin.body import read_body
 from cp.store import Store
 from shared.entities import ENTITIES
-from shared.errors import InvalidOptions, InvalidSize, NotFound
+from shared.errors import InvalidOptions, InvalidSize
 from shared.schema.entity import EntitySchema
+from shared.schema.fields import text_error
 
 MAX_PAGE = 1000
 _TAGS_AND = re.compile(r"^[^,/]+(,[^,/]+)*$")
@@ -51,6 +54,9 @@ def tag_filter(query: Any) -> tuple[list[str] | None, bool]:
     raw = query.get("tags")
     if raw is None:
         return None, False
+    err = text_error(raw)
+    if err:
+        raise InvalidOptions({"tags": err})
     if _TAGS_AND.match(raw):
         return raw.split(","), False
     if _TAGS_OR.match(raw):
@@ -81,6 +87,9 @@ def _list(schema: EntitySchema, scope_fk: str | None = None, parent: EntitySchem
         for k in filterable:
             if k in request.query:
                 filters[k] = request.query[k]
+                err = text_error(filters[k])
+                if err:
+                    raise InvalidOptions({k: err})
         tags, tags_any = tag_filter(request.query) if "tags" in schema.fields else (None, False)
         page = await _store(request).page(
             schema, size=page_size(request.query), offset=request.query.get("offset"),
@@ -173,19 +182,56 @@ def _parent_of(child: EntitySchema, fk: str, parent: EntitySchema):
 ENTITY_METHODS = ("GET", "PATCH", "PUT", "DELETE")
 
 
-def add_routes(app: web.Application) -> None:
-    router = app.router
+@dataclass(frozen=True)
+class EntityRoute:
+    """One generated endpoint: the Admin API registers it and the OpenAPI document describes it.
+
+    kind: `list` and `create` (a collection), `entity` (one entity by id or endpoint key) or
+    `parent` (`/{children}/{key}/{fk}`: the parent a child references). For nested routes `fk`
+    names the child's foreign key and `parent` the entity it references.
+    """
+
+    method: str
+    path: str
+    kind: str
+    schema: EntitySchema
+    fk: str | None = None
+    parent: EntitySchema | None = None
+
+
+def entity_routes() -> Iterator[EntityRoute]:
+    """Every entity endpoint, in registration order; the single definition of the URL space."""
     for schema in ENTITIES.values():
         base = f"/{url_name(schema)}"
-        router.add_get(base, _list(schema))
-        router.add_post(base, _create(schema))
+        yield EntityRoute("GET", base, "list", schema)
+        yield EntityRoute("POST", base, "create", schema)
         for method in ENTITY_METHODS:
-            router.add_route(method, base + "/{key}", _entity(schema))
+            yield EntityRoute(method, base + "/{key}", "entity", schema)
         for fk, f in schema.foreign_fields().items():
             parent = ENTITIES[f.reference or ""]
             nested = f"/{url_name(parent)}/{{parent}}/{url_name(schema)}"
-            router.add_get(nested, _list(schema, fk, parent))
-            router.add_post(nested, _create(schema, fk, parent))
+            yield EntityRoute("GET", nested, "list", schema, fk, parent)
+            yield EntityRoute("POST", nested, "create", schema, fk, parent)
             for method in ENTITY_METHODS:
-                router.add_route(method, nested + "/{key}", _entity(schema, fk, parent))
-                router.add_route(method, f"{base}/{{key}}/{fk}", _parent_of(schema, fk, parent))
+                yield EntityRoute(method, nested + "/{key}", "entity", schema, fk, parent)
+                yield EntityRoute(method, f"{base}/{{key}}/{fk}", "parent", schema, fk, parent)
+
+
+def _handler(route: EntityRoute):
+    if route.kind == "list":
+        return _list(route.schema, route.fk, route.parent)
+    if route.kind == "create":
+        return _create(route.schema, route.fk, route.parent)
+    if route.kind == "entity":
+        return _entity(route.schema, route.fk, route.parent)
+    assert route.fk is not None and route.parent is not None
+    return _parent_of(route.schema, route.fk, route.parent)
+
+
+def add_routes(app: web.Application) -> None:
+    router = app.router
+    for route in entity_routes():
+        if route.method == "GET":
+            router.add_get(route.path, _handler(route))
+        else:
+            router.add_route(route.method, route.path, _handler(route))

@@ -12,7 +12,8 @@ from cp.admin.entities import page_response, page_size
 from shared import __version__
 from shared import plugins as plugin_registry
 from shared.entities import ENTITIES
-from shared.schema.fields import MISSING
+from shared.errors import InvalidOptions
+from shared.schema.fields import MISSING, text_error
 
 
 async def root(request: web.Request) -> web.Response:
@@ -62,6 +63,9 @@ async def status(request: web.Request) -> web.Response:
 
 async def tags(request: web.Request) -> web.Response:
     tag = request.match_info.get("tag")
+    err = text_error(tag) if tag is not None else None
+    if err:
+        raise InvalidOptions({"tag": err})
     page = await request.app["store"].tagged(
         tag, size=page_size(request.query), offset=request.query.get("offset"))
     return page_response(request, page.data, page.offset)
@@ -102,8 +106,8 @@ async def plugin_schema(request: web.Request) -> web.Response:
     plugin = plugin_registry.get(name)
     if plugin is None:
         return web.json_response({"message": f"No plugin named '{name}'"}, status=404)
-    return web.json_response({"fields": [{"config": {"type": "record",
-                                                     "fields": _schema_json(plugin.config.fields or {})}}]})
+    config = {"type": "record", "fields": _schema_json(plugin.config.fields or {})}
+    return web.json_response({"fields": [{"config": config}]})
 
 
 def add_routes(app: web.Application) -> None:

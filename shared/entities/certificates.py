@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from shared.schema.entity import EntitySchema
@@ -20,8 +21,8 @@ from shared.schema.typedefs import (
 
 def _validate_cert(value: str) -> str | None:
     try:
-        x509.load_pem_x509_certificate(value.encode())
-    except ValueError as exc:
+        x509.load_pem_x509_certificate(value.encode()).public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
         return f"invalid certificate: {exc}"
     return None
 
@@ -29,7 +30,7 @@ def _validate_cert(value: str) -> str | None:
 def _validate_key(value: str) -> str | None:
     try:
         serialization.load_pem_private_key(value.encode(), password=None)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         return f"invalid key: {exc}"
     return None
 
@@ -43,8 +44,8 @@ def _public_bytes(key: Any) -> bytes:
 def _key_matches(entity: dict[str, Any]) -> dict[str, Any] | None:
     errors = []
     for cert_field, key_field in (("cert", "key"), ("cert_alt", "key_alt")):
-        if entity.get(cert_field) is None:
-            continue
+        if entity.get(cert_field) is None or entity.get(key_field) is None:
+            continue  # a missing half of the pair is _alt_pair's error
         cert = x509.load_pem_x509_certificate(entity[cert_field].encode())
         key = serialization.load_pem_private_key(entity[key_field].encode(), password=None)
         if _public_bytes(cert.public_key()) != _public_bytes(key.public_key()):

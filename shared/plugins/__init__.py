@@ -10,7 +10,7 @@ import importlib
 from dataclasses import dataclass
 
 from shared.schema.fields import Field
-from shared.schema.typedefs import HTTP_PROTOCOLS, GRPC_PROTOCOLS, WS_PROTOCOLS
+from shared.schema.typedefs import GRPC_PROTOCOLS, HTTP_PROTOCOLS, WS_PROTOCOLS
 
 DEFAULT_PROTOCOLS = (*GRPC_PROTOCOLS, *HTTP_PROTOCOLS)
 

@@ -46,7 +46,7 @@ class EntitySchema:
     to_data_plane: bool = True
     description: str = ""
     # Record fields whose own schema depends on the entity (a plugin's config on its name).
-    dynamic: dict[str, Callable[[dict[str, Any]], "Field | None"]] = field(default_factory=dict)
+    dynamic: dict[str, Callable[[dict[str, Any]], Field | None]] = field(default_factory=dict)
 
     @property
     def singular(self) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,7 +76,7 @@ class Field:
 def _type_error(f: Field, value: Any) -> str | None:
     t = f.type
     if t == "string":
-        return None if isinstance(value, str) else "expected a string"
+        return text_error(value) if isinstance(value, str) else "expected a string"
     if t == "boolean":
         return None if isinstance(value, bool) else "expected a boolean"
     if t == "integer":
@@ -89,7 +88,9 @@ def _type_error(f: Field, value: Any) -> str | None:
             ok = False
         return None if ok else "expected a number"
     if t in ("array", "set"):
-        return None if isinstance(value, list) else f"expected {'an array' if t == 'array' else 'a set'}"
+        if isinstance(value, list):
+            return None
+        return "expected an array" if t == "array" else "expected a set"
     if t == "map":
         return None if isinstance(value, dict) else "expected a map"
     if t in ("record", "foreign"):
@@ -125,14 +126,25 @@ def _constraints(f: Field, value: Any) -> str | None:
     return None
 
 
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+
+
 def is_uuid(value: Any) -> bool:
-    if not isinstance(value, str) or len(value) != 36:
-        return False
+    """The canonical 8-4-4-4-12 form only: `uuid.UUID()` also takes `urn:…`, braces and stray
+    hyphens, which PostgreSQL's uuid type rejects."""
+    return isinstance(value, str) and _UUID_RE.match(value) is not None
+
+
+def text_error(value: str) -> str | None:
+    """Text PostgreSQL cannot store (NUL characters, lone UTF-16 surrogates) is rejected here,
+    as a schema violation, rather than failing later in the database."""
+    if "\x00" in value:
+        return "must not contain NUL characters"
     try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "invalid unicode: lone surrogate characters are not allowed"
+    return None
 
 
 def check(f: Field, value: Any) -> tuple[Any, Errors | None]:
@@ -209,7 +221,8 @@ def _check_foreign(value: dict[str, Any]) -> tuple[Any, Errors | None]:
     if len(value) == 1:
         ((k, v),) = value.items()
         if isinstance(v, str):
-            return value, None
+            err = text_error(v)
+            return value, ({k: err} if err else None)
     return value, {"id": REQUIRED}
 
 

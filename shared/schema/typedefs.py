@@ -92,13 +92,23 @@ def validate_wildcard_host(value: str) -> str | None:
     return f"invalid value: {value}"
 
 
+_PCRE_NAMED_GROUP = re.compile(r"\(\?<(?![=!])")
+
+
+def compile_route_regex(pattern: str) -> re.Pattern[str]:
+    """A route's regex as Kong users write it (PCRE): `(?<name>...)` is Python's `(?P<name>...)`."""
+    return re.compile(_PCRE_NAMED_GROUP.sub("(?P<", pattern))
+
+
 def validate_router_path(value: str) -> str | None:
     """`/prefix` or `~regex` (compiled now, so a bad regex fails when saved, not when routed)."""
     if value.startswith("~"):
         try:
-            re.compile(value[1:])
-        except re.error as exc:
+            compile_route_regex(value[1:])
+        except (re.error, OverflowError) as exc:  # huge repeat counts overflow
             return f"invalid regex: '{value[1:]}' ({exc})"
+        except RecursionError:  # thousands of nested groups
+            return f"invalid regex: '{value[1:]}' (too deeply nested)"
         return None
     if not value.startswith("/"):
         return "should start with: / (fixed path) or ~/ (regex path)"
@@ -126,7 +136,8 @@ def validate_name(value: str) -> str | None:
 
 def validate_tag(value: str) -> str | None:
     if _TAG_BAD.search(value):
-        return f"invalid tag '{value}': expected printable ascii (except `,` and `/`) or valid utf-8"
+        return (f"invalid tag '{value}': expected printable ascii (except `,` and `/`) "
+                "or valid utf-8")
     return None
 
 
