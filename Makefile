@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 run: $(STAMP)
-	$(VENV)/bin/tidegate cp start
+	$(VENV)/bin/tidegate quickstart
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
