@@ -14,7 +14,7 @@ from aiohttp import web
 
 from cp import migrate
 from cp.admin.app import create_app
-from cp.admin.clustering import CLUSTER
+from cp.admin.keys import CLUSTER
 from cp.cluster.server import Cluster, start_cluster
 from cp.pg_embedded import EmbeddedPostgres
 from cp.settings import CPSettings, split_listen

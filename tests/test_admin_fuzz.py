@@ -324,6 +324,10 @@ REGRESSIONS: list[tuple[str, str, Any]] = [
     # A form whose top-level keys all look like indexes.
     ("POST", "/targets", "[0]="),
     ("POST", "/services", "0=a&1=b"),
+    # Digits that are not ASCII: str.isdigit() says yes, int() says no.
+    ("PATCH", "/event-hooks/0", "a[%C2%B2]=x"),
+    ("POST", "/upstreams/u/targets", {"target": "10.0.0.1:\u00b2"}),
+    ("POST", "/routes", {"hosts": ["a.test:\u00b2"]}),
 ]
 
 

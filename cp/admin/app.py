@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from cp.admin import clustering, config, entities, info, openapi
+from cp.admin.keys import SETTINGS, STORE
 from cp.store import Store, token_digest
 from shared.errors import KongError
 
@@ -45,7 +46,7 @@ def rbac(settings: dict[str, Any]) -> Any:
         if not settings.get("enforce_rbac"):
             return await handler(request)
         token = request.headers.get(TOKEN_HEADER)
-        if token and await _token_ok(request.app["store"], token, settings):
+        if token and await _token_ok(request.app[STORE], token, settings):
             return await handler(request)
         return web.json_response(
             {"message": "Invalid credentials. Token or User credentials required"}, status=401
@@ -68,8 +69,8 @@ def create_app(store: Store, settings: dict[str, Any] | None = None) -> web.Appl
         middlewares=[kong_errors, rbac(settings)],
         client_max_size=settings.get("max_body_bytes", 64 * 1024 * 1024),
     )
-    app["store"] = store
-    app["settings"] = settings
+    app[STORE] = store
+    app[SETTINGS] = settings
     info.add_routes(app)
     clustering.add_routes(app)
     config.add_routes(app)

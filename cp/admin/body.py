@@ -74,7 +74,7 @@ def _parse_key(key: str) -> list[Any]:
                 path.append(name)
             elif bracket == "":
                 path.append(_APPEND)
-            elif bracket.isdigit():
+            elif bracket.isascii() and bracket.isdigit():
                 path.append(int(bracket))
             else:
                 path.append(bracket)

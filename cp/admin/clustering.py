@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-CLUSTER = "cluster"  # app key: the running cp.cluster.server.Cluster, absent when disabled
+from cp.admin.keys import CLUSTER
 
 
 def _row(row: dict[str, Any], cp_version: str | None) -> dict[str, Any]:

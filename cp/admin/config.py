@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from cp.admin.body import BadBody
+from cp.admin.keys import STORE
 from cp.store import Store
 from shared import declarative
 from shared.errors import DeclarativeConfigError, InvalidOptions
@@ -26,7 +27,7 @@ TEXT_TYPES = ("text/plain", "application/octet-stream")
 
 
 def _store(request: web.Request) -> Store:
-    return request.app["store"]  # type: ignore[no-any-return]
+    return request.app[STORE]
 
 
 def _missing() -> DeclarativeConfigError:

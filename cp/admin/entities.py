@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from cp.admin.body import read_body
+from cp.admin.keys import STORE
 from cp.store import Store
 from shared.entities import ENTITIES
 from shared.errors import InvalidOptions, InvalidSize
@@ -34,7 +35,7 @@ def url_name(schema: EntitySchema) -> str:
 
 
 def _store(request: web.Request) -> Store:
-    return request.app["store"]  # type: ignore[no-any-return]
+    return request.app[STORE]
 
 
 def page_size(query: Any) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from cp.admin.entities import page_response, page_size
+from cp.admin.keys import SETTINGS, STORE
 from shared import __version__
 from shared import plugins as plugin_registry
 from shared.entities import ENTITIES
@@ -17,7 +18,7 @@ from shared.schema.fields import MISSING, text_error
 
 
 async def root(request: web.Request) -> web.Response:
-    settings = request.app["settings"]
+    settings = request.app[SETTINGS]
     plugins = sorted(plugin_registry.available())
     return web.json_response({
         "tagline": "Welcome to tidegate",
@@ -44,7 +45,7 @@ async def root(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    store = request.app["store"]
+    store = request.app[STORE]
     try:
         counts = await store.counts()
         version = await store.version()
@@ -66,7 +67,7 @@ async def tags(request: web.Request) -> web.Response:
     err = text_error(tag) if tag is not None else None
     if err:
         raise InvalidOptions({"tag": err})
-    page = await request.app["store"].tagged(
+    page = await request.app[STORE].tagged(
         tag, size=page_size(request.query), offset=request.query.get("offset"))
     return page_response(request, page.data, page.offset)
 

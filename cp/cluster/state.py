@@ -31,7 +31,7 @@ def format_version(epoch: str, version: int) -> str:
 
 def parse_version(text: str) -> tuple[str, int] | None:
     epoch, sep, number = text.rpartition(":")
-    if not sep or not number.isdigit():
+    if not sep or not (number.isascii() and number.isdigit()):
         return None
     return epoch, int(number)
 

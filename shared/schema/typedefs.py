@@ -68,7 +68,7 @@ def split_host_port(value: str) -> tuple[str, int | None] | None:
         port_text = port_text or None
     port = None
     if port_text is not None:
-        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        if not (port_text.isascii() and port_text.isdigit()) or not 0 <= int(port_text) <= 65535:
             return None
         port = int(port_text)
     return host, port
