@@ -26,6 +26,13 @@ def register(groups: Any) -> None:
                        help="require a Kong-Admin-Token on every Admin API request")
     start.add_argument("--cluster-cert", help="cluster certificate (PEM)")
     start.add_argument("--cluster-key", help="cluster certificate key (PEM)")
+    start.add_argument("--cluster-mtls", choices=("shared", "pki"),
+                       help="shared (default): data planes present the cluster certificate; "
+                            "pki: data planes present certificates signed by --cluster-ca-cert")
+    start.add_argument("--cluster-ca-cert", help="CA certificate (pki mode)")
+    start.add_argument("--cluster-allowed-names",
+                       help="pki mode: comma-separated data-plane certificate names to accept "
+                            "(default: any the CA signed)")
     start.add_argument("--log-format", choices=("text", "json"))
     start.set_defaults(handler=_start)
 

@@ -89,7 +89,8 @@ class Proc:
 
 
 class ControlPlane(Proc):
-    def __init__(self, tmp: Path, dsn: str, certs: dict[str, Path], name: str = "cp") -> None:
+    def __init__(self, tmp: Path, dsn: str, certs: dict[str, Path], name: str = "cp",
+                 extra: list[str] | None = None) -> None:
         self.admin_port, self.cluster_port = free_port(), free_port()
         self.admin = f"http://127.0.0.1:{self.admin_port}"
         self.cluster = f"127.0.0.1:{self.cluster_port}"
@@ -98,6 +99,7 @@ class ControlPlane(Proc):
             "--admin-listen", f"127.0.0.1:{self.admin_port}",
             "--cluster-listen", self.cluster,
             "--cluster-cert", str(certs["cert"]), "--cluster-key", str(certs["key"]),
+            *(extra or []),
         ], tmp / f"{name}.log")
         wait_for(lambda: self._ready(), 60, f"{name} ready")
 

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from shared.certs import gen_cluster_cert
+from shared.certs import gen_cluster_cert, gen_signed
 from tests.procs import ControlPlane, DataPlane, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -200,6 +200,44 @@ async def test_unknown_certificate_is_refused_and_logged(tmp_path, dsn, certs, p
     shy = add(procs, DataPlane(tmp_path, "shy", cp.cluster, other, wait_ready=False))
     wait_for(lambda: "CERTIFICATE_VERIFY_FAILED" in (
         shy.status()["control_plane"]["last_error"] or ""), what="DP refusal reason")
+
+
+async def test_pki_mode(tmp_path, dsn, procs):
+    """CA-signed certificates: the CP checks the chain and the DP's name, the DP the CP's name."""
+    import subprocess
+    import sys
+
+    pki = tmp_path / "pki"
+    subprocess.run([sys.executable, "-m", "shared.cli", "certs", "gen", "--ca", "--out-dir",
+                    str(pki), "--server-name", "cp.internal", "--dp-name", "edge-1"], check=True,
+                   capture_output=True)
+    cp = add(procs, ControlPlane(
+        tmp_path, dsn, {"cert": pki / "cp.crt", "key": pki / "cp.key"},
+        extra=["--cluster-mtls", "pki", "--cluster-ca-cert", str(pki / "ca.crt"),
+               "--cluster-allowed-names", "edge-1"]))
+    pki_flags = ["--cluster-mtls", "pki", "--cluster-ca-cert", str(pki / "ca.crt"),
+                 "--cluster-server-name", "cp.internal"]
+    dp = add(procs, DataPlane(tmp_path, "dp", cp.cluster, {"cert": pki / "dp.crt",
+                                                            "key": pki / "dp.key"}, *pki_flags))
+    cp.api("POST", "/services", {"name": "s", "url": "http://up.test"})
+    wait_for(lambda: dp.status()["entities"]["services"] == 1, what="config over pki mTLS")
+
+    wrong_name = add(procs, DataPlane(
+        tmp_path, "dp2", cp.cluster, {"cert": pki / "dp.crt", "key": pki / "dp.key"},
+        "--cluster-mtls", "pki", "--cluster-ca-cert", str(pki / "ca.crt"),
+        "--cluster-server-name", "not-the-cp", wait_ready=False))
+    wait_for(lambda: wrong_name.status()["control_plane"]["last_error"],
+             what="DP refuses a CP whose certificate has another name")
+    assert wrong_name.get("/status/ready")[0] == 503
+
+    gen_signed(pki / "ca.crt", pki / "ca.key", pki / "other.crt", pki / "other.key", "edge-2",
+               ["edge-2"])
+    not_allowed = add(procs, DataPlane(tmp_path, "dp3", cp.cluster, {
+        "cert": pki / "other.crt", "key": pki / "other.key"}, *pki_flags, wait_ready=False))
+    wait_for(lambda: "edge-2" in cp.output() and "refused" in cp.output(),
+             what="CP refuses a CA-signed DP whose name is not allowed")
+    assert not_allowed.get("/status/ready")[0] == 503
+    assert set(cp.data_planes()) == {dp.node_id}
 
 
 async def test_write_on_one_cp_node_reaches_dp_on_another(tmp_path, dsn, certs, procs):
