@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import secrets
 from collections.abc import AsyncIterator, Iterable
@@ -19,6 +20,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pgerrors
+from psycopg import pq
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -32,10 +34,20 @@ from shared.errors import (
     UniqueViolation,
 )
 from shared.schema.entity import EntitySchema
-from shared.schema.fields import is_uuid
+from shared.schema.fields import is_uuid, text_error
 
 NOTIFY_CHANNEL = "tidegate_changes"
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('tidegate_change_log'))"
+_LOG_ROW = (
+    "INSERT INTO change_log (id, op, entity_type, entity_id, old_entity, new_entity) "
+    "VALUES (nextval('change_log_id_seq'), %s, %s, %s, %s, %s)")
+_LOCK_AND_LOG_ROW = (
+    f"WITH lock AS MATERIALIZED ({_LOCK}) "
+    "INSERT INTO change_log (id, op, entity_type, entity_id, old_entity, new_entity) "
+    "SELECT nextval('change_log_id_seq'), %s::text, %s::text, %s::uuid, %s::jsonb, %s::jsonb "
+    "FROM lock")
+# The transaction's last change-log id: currval is per session, and this session drew it.
+_NOTIFY = "SELECT pg_notify(%s, currval('change_log_id_seq')::text)"
 
 
 def token_digest(token: str) -> str:
@@ -86,11 +98,11 @@ def _stored(schema: EntitySchema, entity: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class _Tx:
-    """One write transaction: its connection and the versions it appended."""
+    """One write transaction: its connection, and whether it appended to the change log."""
 
     conn: psycopg.AsyncConnection[Any]
     locked: bool = False
-    version: int | None = None
+    logged: bool = False
 
 
 @dataclass
@@ -117,6 +129,8 @@ class Store:
 
     @staticmethod
     def _key_clause(schema: EntitySchema, key: str) -> tuple[str, str] | None:
+        if text_error(key):
+            return None  # no stored key holds text PostgreSQL cannot take
         if is_uuid(key):
             return "id = %s", key
         if schema.endpoint_key:
@@ -155,8 +169,11 @@ class Store:
     ) -> Page:
         where, params = [], []
         if offset is not None:
+            after = decode_offset(offset)
+            if not is_uuid(after):
+                raise InvalidOffset(offset, "bad cursor")
             where.append("id > %s")
-            params.append(decode_offset(offset))
+            params.append(after)
         if tags:
             where.append("tags && %s" if tags_any else "tags @> %s")
             params.append(tags)
@@ -190,6 +207,8 @@ class Store:
     async def tagged(self, tag: str | None, *, size: int, offset: str | None) -> Page:
         """`/tags` and `/tags/{tag}`: (entity_name, entity_id, tag) rows across every entity."""
         after = decode_offset(offset) if offset else None
+        if after is not None and (after.count("|") < 2 or text_error(after)):
+            raise InvalidOffset(offset or "", "bad cursor")
         parts = []
         for name in ENTITIES:
             parts.append(
@@ -225,7 +244,8 @@ class Store:
 
     async def version(self) -> int:
         async with self.pool.connection() as conn:
-            row = await (await conn.execute("SELECT coalesce(max(id), 0) FROM change_log")).fetchone()
+            cur = await conn.execute("SELECT coalesce(max(id), 0) FROM change_log")
+            row = await cur.fetchone()
         return int(row[0]) if row else 0
 
     async def epoch(self) -> str:
@@ -264,19 +284,43 @@ class Store:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[_Tx]:
-        """A write transaction; DB constraint errors become Kong errors."""
+        """A write transaction; DB constraint errors become Kong errors.
+
+        It runs in pipeline mode: statements whose results are not read (the INSERT, the lock,
+        the change-log row, the notification, COMMIT) go out together, so a plain create is one
+        round trip and the change-log lock is not held across client round trips. A statement
+        that fails makes the server skip the rest, COMMIT included; the error surfaces at the
+        next read or at the end, and the transaction is rolled back.
+        """
         async with self.pool.connection() as conn:
             tx = _Tx(conn)
+            failed: psycopg.Error | None = None
             try:
-                async with conn.transaction():
-                    yield tx
-                    if tx.version is not None:
-                        await conn.execute("SELECT pg_notify(%s, %s)",
-                                           (NOTIFY_CHANNEL, str(tx.version)))
+                try:
+                    async with conn.pipeline():
+                        await conn.execute("BEGIN")
+                        try:
+                            yield tx
+                            if tx.logged:
+                                await conn.execute(_NOTIFY, (NOTIFY_CHANNEL,))
+                            await conn.execute("COMMIT")
+                        except psycopg.Error as exc:
+                            # Raised inside the block, the pipeline's exit would also log its
+                            # aborted sync as a warning; re-raised below instead.
+                            failed = exc
+                except psycopg.Error:
+                    if failed is None:
+                        raise
+                if failed is not None:
+                    raise failed
             except pgerrors.UniqueViolation as exc:
                 raise _unique_error(exc) from None
             except pgerrors.ForeignKeyViolation as exc:
                 raise _foreign_error(exc) from None
+            finally:
+                if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.execute("ROLLBACK")
 
     async def insert(
         self, schema: EntitySchema, data: Any, *, forced: dict[str, Any] | None = None
@@ -339,7 +383,8 @@ class Store:
         if old is not None:
             await self._check_children(tx.conn, schema, entity)
         row = {"id": entity["id"], "tags": entity.get("tags"),
-               "created_at": entity.get("created_at") or 0, "entity": Jsonb(_stored(schema, entity))}
+               "created_at": entity.get("created_at") or 0,
+               "entity": Jsonb(_stored(schema, entity))}
         for col in _columns(schema):
             if col == "cache_key":
                 row[col] = cache_key(schema, entity)
@@ -446,16 +491,11 @@ class Store:
         self, tx: _Tx, op: str, schema: EntitySchema, entity_id: str,
         old: dict[str, Any] | None, new: dict[str, Any] | None,
     ) -> None:
-        if not tx.locked:
-            await tx.conn.execute(_LOCK)
-            tx.locked = True
-        row = await (await tx.conn.execute(
-            "INSERT INTO change_log (id, op, entity_type, entity_id, old_entity, new_entity) "
-            "VALUES (nextval('change_log_id_seq'), %s, %s, %s, %s, %s) RETURNING id",
-            (op, schema.name, entity_id, _json(old), _json(new)),
-        )).fetchone()
-        assert row is not None
-        tx.version = int(row[0])
+        # The first row takes the lock in the same statement: the CTE's row (the lock) is
+        # produced before the projection over it draws the id.
+        await tx.conn.execute(_LOG_ROW if tx.locked else _LOCK_AND_LOG_ROW,
+                              (op, schema.name, entity_id, _json(old), _json(new)))
+        tx.locked = tx.logged = True
 
     # ---- declarative -------------------------------------------------------------------------
 
@@ -478,6 +518,8 @@ class Store:
         async with self.transaction() as tx:
             await tx.conn.execute(_LOCK)
             tx.locked = True
+            # The file is checked as a whole: rows may swap unique values on the way.
+            await tx.conn.execute("SET CONSTRAINTS ALL DEFERRED")
             current: dict[str, dict[str, dict[str, Any]]] = {}
             for name, schema in ENTITIES.items():
                 if not schema.to_data_plane:
@@ -537,12 +579,7 @@ class Store:
             await cur.executemany(
                 "INSERT INTO change_log (id, op, entity_type, entity_id, old_entity, new_entity) "
                 "VALUES (nextval('change_log_id_seq'), %s, %s, %s, %s, %s)", log)
-        tx.version = await self._max_version(tx.conn)
-
-    @staticmethod
-    async def _max_version(conn: psycopg.AsyncConnection[Any]) -> int:
-        row = await (await conn.execute("SELECT currval('change_log_id_seq')")).fetchone()
-        return int(row[0]) if row else 0
+        tx.logged = True
 
 
 def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
