@@ -11,8 +11,9 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
@@ -26,6 +27,9 @@ log = logging.getLogger("tidegate.dp")
 
 METHOD = "/tidegate.cluster.v1.Cluster/Connect"
 STATUS_EVERY = 10.0
+# The CP answers every status with a heartbeat: three intervals of silence mean it is gone,
+# even while its socket stays open (a frozen or partitioned host answers no keepalive either).
+SILENCE_LIMIT = 30.0
 # Keepalive above the CP's minimum ping interval (5 s): a dead CP is noticed within 30 s.
 CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 20_000),
@@ -115,9 +119,25 @@ class ClusterClient:
             await self._write(call, pb.DataPlaneMessage(status=pb.Status(
                 config_version=self.running.version, config_hash=self.running.hash)))
 
+    async def _messages(self, call: grpc.aio.StreamStreamCall) -> AsyncIterator[Any]:
+        """The CP's messages until the stream ends or the CP falls silent."""
+        while True:
+            try:
+                msg = await asyncio.wait_for(self._next(call), SILENCE_LIMIT)
+            except TimeoutError:
+                call.cancel()
+                raise OSError(f"control plane silent for {SILENCE_LIMIT:.0f} s") from None
+            if msg is grpc.aio.EOF:
+                return
+            yield msg
+
+    @staticmethod
+    async def _next(call: grpc.aio.StreamStreamCall) -> Any:
+        return await call.read()
+
     async def _receive(self, call: grpc.aio.StreamStreamCall) -> None:
         chunks: list[bytes] = []
-        async for msg in call:
+        async for msg in self._messages(call):
             kind = msg.WhichOneof("kind")
             if kind == "snapshot_chunk":
                 chunk = msg.snapshot_chunk

@@ -291,3 +291,28 @@ async def test_not_ready_without_cache_or_cp(tmp_path, certs, procs):
     dp = add(procs, DataPlane(tmp_path, "dp", "127.0.0.1:1", certs, wait_ready=False))
     assert dp.get("/status/ready") == (503, {"message": "no configuration loaded"})
     assert dp.get("/health") == (200, "OK")
+
+
+async def test_dead_peers_are_noticed_within_45_seconds(tmp_path, dsn, certs, procs):
+    """A frozen process keeps its TCP connection open but answers no HTTP/2 ping: keepalive,
+    not the socket, has to notice it."""
+    cp = add(procs, ControlPlane(tmp_path, dsn, certs))
+    frozen = add(procs, DataPlane(tmp_path, "frozen", cp.cluster, certs))
+    other = add(procs, DataPlane(tmp_path, "other", cp.cluster, certs))
+    wait_for(lambda: len(cp.data_planes()) == 2, what="both connected")
+
+    frozen.popen.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: cp.data_planes()[frozen.node_id]["connected"] is False, 45,
+                 "CP notices the frozen data plane")
+    finally:
+        frozen.popen.send_signal(signal.SIGCONT)
+
+    cp.popen.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: other.status()["control_plane"]["connected"] is False, 45,
+                 "data plane notices the frozen control plane")
+        assert other.get("/status/ready")[0] == 200, "it keeps serving"
+    finally:
+        cp.popen.send_signal(signal.SIGCONT)
+    wait_for(lambda: other.status()["control_plane"]["connected"], 45, "reconnected")

@@ -48,6 +48,10 @@ def delta_message(
     return encode(pb.ControlPlaneMessage(delta=delta))
 
 
+def heartbeat(version: str) -> bytes:
+    return encode(pb.ControlPlaneMessage(heartbeat=pb.Heartbeat(config_version=version)))
+
+
 def rejection(reason: str, sync_status: str) -> bytes:
     return encode(pb.ControlPlaneMessage(rejection=pb.Rejection(
         reason=reason, sync_status=sync_status)))

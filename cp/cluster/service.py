@@ -26,6 +26,9 @@ from shared.proto_gen import cluster_pb2 as pb
 log = logging.getLogger("tidegate.cluster")
 
 HELLO_TIMEOUT = 10.0
+# Data planes send a status every 10 s; three missed in a row means the peer is gone even if
+# its socket is still open (a frozen or partitioned host answers no keepalive ping either).
+SILENCE_LIMIT = 30.0
 SERVICE = "tidegate.cluster.v1.Cluster"
 
 
@@ -177,13 +180,15 @@ class ClusterService:
         finally:
             reader.cancel()
             self.registry.connected.pop(dp.node_id, None)
-            await self.registry.save(dp, connected=False)
             log.info("data plane %s (%s) disconnected", dp.hostname, dp.node_id)
+            # gRPC may be cancelling this handler: the record must still say so.
+            await asyncio.shield(self.registry.save(dp, connected=False))
 
     async def _serve(
         self, session: Session, inbox: asyncio.Queue[pb.DataPlaneMessage | None]
     ) -> AsyncIterator[bytes]:
         dp = session.dp
+        last_heard = time.monotonic()
         while True:
             refusal = compatibility(dp, self.state)
             if refusal is not None:
@@ -203,21 +208,37 @@ class ClusterService:
                         yield chunk
                     log.debug("sent %s to %s in %.1f ms", session.in_flight, dp.node_id,
                               (time.monotonic() - started) * 1000)
-            msg = await self._next_event(session, inbox)
+            silence = SILENCE_LIMIT - (time.monotonic() - last_heard)
+            msg = await self._next_event(inbox, max(silence, 0.0))
             if msg is False:
                 continue  # the config moved on
             if msg is None:
                 return  # the data plane closed its side
+            if msg is _SILENT:
+                log.warning("data plane %s (%s) silent for %.0f s: dropping its stream",
+                            dp.hostname, dp.node_id, SILENCE_LIMIT)
+                return
+            last_heard = time.monotonic()
             await session.handle(msg)
+            if msg.WhichOneof("kind") == "status":
+                yield messages.heartbeat(self.state.version_string)
 
-    async def _next_event(self, session: Session, inbox: asyncio.Queue[Any]) -> Any:
-        """The next message from the data plane, or False when the config version moved."""
+    async def _next_event(self, inbox: asyncio.Queue[Any], timeout: float) -> Any:
+        """The next message from the data plane, False when the config version moved, or
+        _SILENT when nothing came for `timeout` seconds."""
         get = asyncio.ensure_future(inbox.get())
         moved = asyncio.ensure_future(self.state.wait_past(self.state.version))
         try:
-            done, _ = await asyncio.wait({get, moved}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({get, moved}, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
         finally:
             moved.cancel()
+        if not done and not get.done():
+            get.cancel()
+            try:
+                return await get
+            except asyncio.CancelledError:
+                return _SILENT
         if get in done:
             return get.result()
         get.cancel()
@@ -225,6 +246,9 @@ class ClusterService:
             return await get  # it may have completed just before the cancel
         except asyncio.CancelledError:
             return False
+
+
+_SILENT = object()
 
 
 async def _pump(requests: AsyncIterator[pb.DataPlaneMessage], inbox: asyncio.Queue[Any]) -> None:

@@ -104,16 +104,24 @@ class Event(_message.Message):
     def __init__(self, source: _Optional[str] = ..., event: _Optional[str] = ..., payload: _Optional[bytes] = ..., ts: _Optional[float] = ...) -> None: ...
 
 class ControlPlaneMessage(_message.Message):
-    __slots__ = ("snapshot_chunk", "delta", "rejection", "event_ack")
+    __slots__ = ("snapshot_chunk", "delta", "rejection", "event_ack", "heartbeat")
     SNAPSHOT_CHUNK_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
     REJECTION_FIELD_NUMBER: _ClassVar[int]
     EVENT_ACK_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     snapshot_chunk: SnapshotChunk
     delta: Delta
     rejection: Rejection
     event_ack: EventAck
-    def __init__(self, snapshot_chunk: _Optional[_Union[SnapshotChunk, _Mapping]] = ..., delta: _Optional[_Union[Delta, _Mapping]] = ..., rejection: _Optional[_Union[Rejection, _Mapping]] = ..., event_ack: _Optional[_Union[EventAck, _Mapping]] = ...) -> None: ...
+    heartbeat: Heartbeat
+    def __init__(self, snapshot_chunk: _Optional[_Union[SnapshotChunk, _Mapping]] = ..., delta: _Optional[_Union[Delta, _Mapping]] = ..., rejection: _Optional[_Union[Rejection, _Mapping]] = ..., event_ack: _Optional[_Union[EventAck, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+
+class Heartbeat(_message.Message):
+    __slots__ = ("config_version",)
+    CONFIG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    config_version: str
+    def __init__(self, config_version: _Optional[str] = ...) -> None: ...
 
 class SnapshotChunk(_message.Message):
     __slots__ = ("version", "hash", "index", "total", "data")
