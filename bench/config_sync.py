@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dp import cache
+from dp.cache import ConfigCache
 from dp.running import RunningConfig
 from shared.certs import gen_cluster_cert
 from shared.tls import ClusterTLS
@@ -150,7 +150,7 @@ def dp_start_from_cache(tmp: Path, routes: int) -> float:
             {"name": f"r{i}", "paths": [f"/r{i}"], "service": {"id": svc["id"]}}))
     prefix = tmp / "dp-cache"
     prefix.mkdir()
-    cache.save(prefix / "config.cache", "bench:1", config)
+    ConfigCache(prefix / "config.cache").save("bench:1", config)
     gen_cluster_cert(tmp / "dp.crt", tmp / "dp.key")
     port = free_port()
     started = time.perf_counter()

@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from dp.cache import ConfigCache
 from dp.running import ApplyError, RunningConfig, decode_snapshot
 from shared import __version__
 from shared import plugins as plugin_registry
@@ -53,13 +54,13 @@ class ClusterClient:
     def __init__(
         self, target: str, tls: ClusterTLS, running: RunningConfig, node_id: str,
         labels: dict[str, str] | None = None,
-        on_applied: Callable[[], None] | None = None,
+        cache: ConfigCache | None = None,
         plugins: list[str] | None = None,
     ) -> None:
         self.target, self.tls, self.running, self.node_id = target, tls, running, node_id
         self.labels = labels or {}
         self.plugins = list(plugin_registry.available()) if plugins is None else plugins
-        self.on_applied = on_applied
+        self.cache = cache
         self.status = LinkStatus()
         self._write_lock = asyncio.Lock()
 
@@ -151,29 +152,42 @@ class ClusterClient:
                 if len(chunks) == chunk.total:
                     data, chunks = b"".join(chunks), []
                     await self._apply(call, lambda c=chunk, d=data: self.running.load(
-                        c.version, decode_snapshot(d), "cluster-snapshot", c.hash))
+                        c.version, decode_snapshot(d), "cluster-snapshot", c.hash), None)
             elif kind == "delta":
                 d = msg.delta
-                await self._apply(call, lambda d=d: self.running.apply_delta(
-                    d.from_version, d.to_version, d.expected_hash,
-                    [(u.entity_type, u.id, u.json) for u in d.upserts],
-                    [(r.entity_type, r.id) for r in d.removals]))
+                upserts = [(u.entity_type, u.id, u.json) for u in d.upserts]
+                removals = [(r.entity_type, r.id) for r in d.removals]
+                await self._apply(call, lambda d=d, u=upserts, r=removals: self.running.apply_delta(
+                    d.from_version, d.to_version, d.expected_hash, u, r), (d, upserts, removals))
             elif kind == "rejection":
                 self.status.rejection = msg.rejection.reason
                 log.warning("control plane sends no config (%s): %s",
                             msg.rejection.sync_status, msg.rejection.reason)
 
-    async def _apply(self, call: grpc.aio.StreamStreamCall, apply: Callable[[], None]) -> None:
+    async def _apply(self, call: grpc.aio.StreamStreamCall, apply: Callable[[], None],
+                     delta: tuple[pb.Delta, list[Any], list[Any]] | None) -> None:
         try:
             apply()
         except ApplyError as exc:
             await self._nack(call, str(exc))
             return
         self.status.rejection = None
-        if self.on_applied is not None:
-            self.on_applied()  # e.g. write the cache: it must hold before we ACK
+        self._persist(delta)  # what we ACK must survive a restart
         await self._write(call, pb.DataPlaneMessage(ack=pb.Ack(
             version=self.running.version, hash=self.running.hash)))
+        current = self.running.current
+        if self.cache is not None and self.cache.needs_compaction and current is not None:
+            self.cache.save(current.version, current.config)  # after the ACK: off its path
+
+    def _persist(self, delta: tuple[pb.Delta, list[Any], list[Any]] | None) -> None:
+        current = self.running.current
+        if self.cache is None or current is None:
+            return
+        if delta is not None and self.cache.path.exists():
+            d, upserts, removals = delta
+            self.cache.append(d.from_version, d.to_version, d.expected_hash, upserts, removals)
+        else:
+            self.cache.save(current.version, current.config)
 
     async def _nack(self, call: grpc.aio.StreamStreamCall, reason: str) -> None:
         await self._write(call, pb.DataPlaneMessage(nack=pb.Nack(

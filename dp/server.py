@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from dp import cache
+from dp.cache import ConfigCache
 from dp.cluster_client import ClusterClient
 from dp.running import ApplyError, RunningConfig
 from dp.settings import DPSettings
@@ -49,7 +49,7 @@ class DataPlaneNode:
         self.node_id = node_id_for(settings.prefix)
         self.running = RunningConfig()
         self.standalone = settings.declarative_config is not None
-        self.cache_path = settings.prefix / "config.cache"
+        self.cache = ConfigCache(settings.prefix / "config.cache")
         self.client: ClusterClient | None = None
         self.status_port: int | None = None
 
@@ -73,20 +73,15 @@ class DataPlaneNode:
                       self.running.version or "nothing", getattr(exc, "message", exc))
 
     def _load_cache(self) -> None:
-        cached = cache.load(self.cache_path)
+        cached = self.cache.load()
         if cached is None:
             return
-        version, config, trusted = cached
+        version = cached.version
         try:
-            self.running.load(version, config, "cache", validated=trusted)
+            self.running.load(version, cached.config, "cache", validated=cached.trusted)
             log.info("serving cached config %s until the control plane answers", version)
         except ApplyError:
             log.warning("cached config %s failed validation and was ignored", version)
-
-    def _save_cache(self) -> None:
-        current = self.running.current
-        if current is not None:
-            cache.save(self.cache_path, current.version, current.config)
 
     def _cluster_client(self) -> ClusterClient:
         s = self.settings
@@ -96,7 +91,7 @@ class DataPlaneNode:
         tls = ClusterTLS.from_files(s.cluster_mtls, s.cluster_cert, s.cluster_key,  # type: ignore[arg-type]
                                     ca=s.cluster_ca_cert, server_name=s.cluster_server_name)
         return ClusterClient(s.cp, tls, self.running, self.node_id, s.labels,
-                             on_applied=self._save_cache, plugins=s.enabled_plugins())
+                             cache=self.cache, plugins=s.enabled_plugins())
 
     async def serve(self, stop: asyncio.Event) -> None:
         async with AsyncExitStack() as stack:
