@@ -48,6 +48,8 @@ class LinkStatus:
     last_error: str | None = None
     rejection: str | None = None
     last_change: float = field(default_factory=time.time)
+    acked_version: str = ""  # the last version this data plane ACKed, and when
+    acked_at: float = 0.0
 
 
 class ClusterClient:
@@ -175,6 +177,7 @@ class ClusterClient:
         self._persist(delta)  # what we ACK must survive a restart
         await self._write(call, pb.DataPlaneMessage(ack=pb.Ack(
             version=self.running.version, hash=self.running.hash)))
+        self.status.acked_version, self.status.acked_at = self.running.version, time.time()
         current = self.running.current
         if self.cache is not None and self.cache.needs_compaction and current is not None:
             self.cache.save(current.version, current.config)  # after the ACK: off its path
