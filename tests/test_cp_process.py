@@ -116,3 +116,38 @@ def test_migrations_commands(prefix: Path) -> None:
     assert again.returncode == 1 and "already bootstrapped" in again.stderr
     status = run("status")
     assert "applied  0001_initial" in status.stdout and "up to date" in status.stdout
+
+
+def test_bootstrap_password_with_rbac_enforced(prefix: Path) -> None:
+    """`migrations bootstrap --password` sets the super-admin token `--enforce-rbac` requires."""
+    (prefix / "state").mkdir(mode=0o755)
+    boot = subprocess.run([*TIDEGATE, "cp", "migrations", "bootstrap", "--prefix",
+                           str(prefix / "state"), "--password", "boot-secret-1"],
+                          capture_output=True, text=True, timeout=120)
+    assert boot.returncode == 0, boot.stderr
+    assert "boot-secret-1" not in boot.stdout + boot.stderr, "secrets are never logged"
+    port = free_port()
+    proc = subprocess.Popen(
+        [*TIDEGATE, "cp", "start", "--prefix", str(prefix / "state"),
+         "--admin-listen", f"127.0.0.1:{port}", "--enforce-rbac"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/services"
+
+        def answered() -> int | None:
+            assert proc.poll() is None
+            try:
+                return http("GET", url)[0]
+            except OSError:
+                return None
+
+        deadline = time.monotonic() + 60
+        while answered() is None and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling for readiness, with a deadline
+        assert http("GET", url)[0] == 401
+        req = urllib.request.Request(url, headers={"Kong-Admin-Token": "boot-secret-1"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 200
+    finally:
+        out = stop_cp(proc)
+    assert "boot-secret-1" not in out
