@@ -167,7 +167,8 @@ class Store:
         tags: list[str] | None = None, tags_any: bool = False,
         filters: dict[str, Any] | None = None,
     ) -> Page:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if offset is not None:
             after = decode_offset(offset)
             if not is_uuid(after):

@@ -7,6 +7,7 @@ upper half) so a restarted control plane is not hit by every data plane at once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import socket
@@ -153,18 +154,22 @@ class ClusterClient:
                 chunks.append(chunk.data)
                 if len(chunks) == chunk.total:
                     data, chunks = b"".join(chunks), []
-                    await self._apply(call, lambda c=chunk, d=data: self.running.load(
-                        c.version, decode_snapshot(d), "cluster-snapshot", c.hash), None)
+                    await self._apply(call, functools.partial(
+                        self._load_snapshot, chunk.version, chunk.hash, data), None)
             elif kind == "delta":
                 d = msg.delta
                 upserts = [(u.entity_type, u.id, u.json) for u in d.upserts]
                 removals = [(r.entity_type, r.id) for r in d.removals]
-                await self._apply(call, lambda d=d, u=upserts, r=removals: self.running.apply_delta(
-                    d.from_version, d.to_version, d.expected_hash, u, r), (d, upserts, removals))
+                await self._apply(call, functools.partial(
+                    self.running.apply_delta, d.from_version, d.to_version, d.expected_hash,
+                    upserts, removals), (d, upserts, removals))
             elif kind == "rejection":
                 self.status.rejection = msg.rejection.reason
                 log.warning("control plane sends no config (%s): %s",
                             msg.rejection.sync_status, msg.rejection.reason)
+
+    def _load_snapshot(self, version: str, config_hash: str, data: bytes) -> None:
+        self.running.load(version, decode_snapshot(data), "cluster-snapshot", config_hash)
 
     async def _apply(self, call: grpc.aio.StreamStreamCall, apply: Callable[[], None],
                      delta: tuple[pb.Delta, list[Any], list[Any]] | None) -> None:
