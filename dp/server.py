@@ -19,6 +19,8 @@ from aiohttp import web
 
 from dp.cache import ConfigCache
 from dp.cluster_client import ClusterClient
+from dp.events import EventQueue
+from dp.proxy.server import ProxyServer
 from dp.running import ApplyError, RunningConfig
 from dp.settings import DPSettings
 from dp.status import status_app
@@ -48,6 +50,9 @@ class DataPlaneNode:
         settings.prefix.mkdir(parents=True, exist_ok=True)
         self.node_id = node_id_for(settings.prefix)
         self.running = RunningConfig()
+        self.events = EventQueue()
+        self.proxy = ProxyServer(self.events, settings.enabled_plugins())
+        self.running.listeners.append(self.proxy.apply)  # new router/balancers per snapshot
         self.standalone = settings.declarative_config is not None
         self.cache = ConfigCache(settings.prefix / "config.cache")
         self.client: ClusterClient | None = None
@@ -93,6 +98,19 @@ class DataPlaneNode:
         return ClusterClient(s.cp, tls, self.running, self.node_id, s.labels,
                              cache=self.cache, plugins=s.enabled_plugins())
 
+    async def _start_proxy(self) -> None:
+        """Open the proxy listeners (a listener set to "off" is skipped)."""
+        s = self.settings
+        if int(s.workers) > 1:  # the listeners already use SO_REUSEPORT for worker processes
+            log.warning("--workers %s: worker processes are not implemented yet; "
+                        "proxying in this process only", s.workers)
+        for listen, scheme in ((s.proxy_listen, "http"), (s.proxy_ssl_listen, "https")):
+            if not listen or listen == "off":
+                continue
+            host, port = split_listen(listen)
+            bound = await self.proxy.listen(host, port, scheme, reuse_port=int(s.workers) > 1)
+            log.info("proxy listener on %s://%s:%d", scheme, host, bound)
+
     async def serve(self, stop: asyncio.Event) -> None:
         async with AsyncExitStack() as stack:
             loop = asyncio.get_running_loop()
@@ -110,6 +128,8 @@ class DataPlaneNode:
             await site.start()
             self.status_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             log.info("status listener on http://%s:%d", host, self.status_port)
+            stack.push_async_callback(self.proxy.close)
+            await self._start_proxy()
             if self.client is not None:
                 task = asyncio.create_task(self.client.run(), name="cluster-client")
                 stack.callback(task.cancel)

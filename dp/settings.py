@@ -20,6 +20,9 @@ class DPSettings:
     cluster_server_name: str = "kong_clustering"
     declarative_config: Path | None = None  # DB-less standalone: no control plane at all
     status_listen: str = "127.0.0.1:8100"
+    proxy_listen: str = "0.0.0.0:8000"  # "off" disables a listener
+    proxy_ssl_listen: str = "0.0.0.0:8443"
+    workers: int = 1  # proxy processes (SO_REUSEPORT); 1 = in this process
     labels: dict[str, str] = field(default_factory=dict)
     plugins: str = "bundled"  # Kong's `plugins`: "bundled" or a comma-separated list
     log_format: str = "text"

@@ -39,6 +39,11 @@ async def status(request: web.Request) -> web.Response:
             "last_error": running.last_error,
         },
     }
+    proxy = node.proxy
+    body["proxy"] = {"listeners": proxy.ports, "connections": proxy.connections,
+                     "requests": proxy.requests}
+    body["events"] = {"queued": len(node.events), "total": node.events.total,
+                      "dropped": node.events.dropped}
     if node.client is not None:
         link = node.client.status
         body["control_plane"] = {
@@ -57,6 +62,15 @@ async def ready(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     return web.Response(text="OK")
+
+
+async def upstream_health(request: web.Request) -> web.Response:
+    """Each target's health as this data plane sees it, in Kong's shape."""
+    node = request.app[NODE]
+    balancer = node.proxy.balancers.lookup(request.match_info["upstream"])
+    if balancer is None:
+        return web.json_response({"message": "Not found"}, status=404)
+    return web.json_response(balancer.health_report(node.node_id))
 
 
 async def get_config(request: web.Request) -> web.Response:
@@ -87,5 +101,6 @@ def status_app(node: DataPlaneNode) -> web.Application:
     app.router.add_get("/status/ready", ready)
     app.router.add_get("/health", health)
     app.router.add_get("/config", get_config)
+    app.router.add_get("/upstreams/{upstream}/health", upstream_health)
     app.router.add_post("/config", post_config)
     return app

@@ -129,8 +129,12 @@ class DataPlane(Proc):
         self.prefix = tmp / name
         self.status_port = free_port()
         self.status_url = f"http://127.0.0.1:{self.status_port}"
+        self.proxy_port, self.proxy_ssl_port = free_port(), free_port()
+        self.proxy_url = f"http://127.0.0.1:{self.proxy_port}"
         args = ["dp", "start", "--prefix", str(self.prefix),
-                "--status-listen", f"127.0.0.1:{self.status_port}", *extra]
+                "--status-listen", f"127.0.0.1:{self.status_port}",
+                "--proxy-listen", f"127.0.0.1:{self.proxy_port}",
+                "--proxy-ssl-listen", f"127.0.0.1:{self.proxy_ssl_port}", *extra]
         if cp is not None and certs is not None:
             args += ["--cp", cp, "--cert", str(certs["cert"]), "--key", str(certs["key"])]
         super().__init__(args, tmp / f"{name}.log")

@@ -29,7 +29,7 @@ class PluginSchema:
 _REGISTRY: dict[str, PluginSchema] = {}
 
 # Modules that register the bundled plugins' schemas.
-BUNDLED = ("key_auth", "websocket_size_limit")
+BUNDLED = ("key_auth", "response_decorator", "websocket_size_limit")
 
 
 def register(schema: PluginSchema) -> PluginSchema:

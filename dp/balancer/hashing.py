@@ -1,0 +1,48 @@
+"""The key a consistent-hashing upstream hashes a request on (`hash_on`, then `hash_fallback`).
+
+`none` gives no key (the balancer falls back to round-robin). A missing input (no header, no
+consumer, no cookie...) moves on to the fallback. Unlike Kong, a missing `hash_on_cookie` cookie
+is not generated and set on the response: such requests are balanced round-robin.
+"""
+
+from __future__ import annotations
+
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs
+
+
+def _one(upstream: dict[str, Any], which: str, req: Any, client_ip: str,
+         consumer_id: str | None, captures: dict[str, str] | None) -> str | None:
+    mode = upstream.get(which) or "none"
+    if mode == "none":
+        return None
+    if mode == "ip":
+        return client_ip
+    if mode == "consumer":
+        return consumer_id
+    if mode == "path":
+        return str(req.path)
+    if mode == "header":
+        name = upstream.get(f"{which}_header") or ""
+        return req.hmap.get(name.lower())  # type: ignore[no-any-return]
+    if mode == "cookie":
+        raw = req.hmap.get("cookie")
+        if not raw:
+            return None
+        morsel = SimpleCookie(raw).get(upstream.get("hash_on_cookie") or "")
+        return morsel.value if morsel else None
+    if mode == "query_arg":
+        values = parse_qs(req.query).get(upstream.get(f"{which}_query_arg") or "")
+        return ",".join(values) if values else None
+    if mode == "uri_capture":
+        return (captures or {}).get(upstream.get(f"{which}_uri_capture") or "")
+    return None
+
+
+def hash_key(upstream: dict[str, Any], req: Any, client_ip: str, consumer_id: str | None,
+             captures: dict[str, str] | None) -> str | None:
+    key = _one(upstream, "hash_on", req, client_ip, consumer_id, captures)
+    if key is None:
+        key = _one(upstream, "hash_fallback", req, client_ip, consumer_id, captures)
+    return key

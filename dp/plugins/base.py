@@ -1,0 +1,42 @@
+"""What a data-plane plugin is: a class with a name, a priority, a version and phase handlers.
+
+Handlers receive the `kong` PDK object and the plugin's validated config (a dict; its schema is
+in `shared/plugins/`, where the control plane validates it too). A handler that a class does not
+override is never called, so a plugin pays only for the phases it uses.
+
+- `access(kong, conf)` — before the request goes upstream; may end it (`kong.response.exit`).
+- `response(kong, conf)` — once the upstream's status and headers are known, before anything
+  is sent to the client; may set client headers or replace the response. (Kong's
+  `header_filter` is the same point for us: `header_filter` is accepted as an alias.)
+- `log(kong, conf)` — after the response went out; must not fail the request.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+PHASES = ("access", "response", "log")
+
+
+class Plugin:
+    name: ClassVar[str] = ""
+    priority: ClassVar[int] = 0
+    version: ClassVar[str] = "0.1.0"
+
+    async def access(self, kong: Any, conf: dict[str, Any]) -> None:  # pragma: no cover
+        return None
+
+    async def response(self, kong: Any, conf: dict[str, Any]) -> None:  # pragma: no cover
+        return None
+
+    async def log(self, kong: Any, conf: dict[str, Any]) -> None:  # pragma: no cover
+        return None
+
+    @classmethod
+    def phases(cls) -> frozenset[str]:
+        """The phases this class really implements."""
+        found = {p for p in PHASES if getattr(cls, p) is not getattr(Plugin, p)}
+        if getattr(cls, "header_filter", None) is not None and "response" not in found:
+            cls.response = cls.header_filter  # type: ignore[attr-defined, method-assign]
+            found.add("response")
+        return frozenset(found)

@@ -1,0 +1,271 @@
+"""What happens to one request: route it, run the access plugins, pick a target, forward it,
+run the response plugins, stream the answer back, run the log plugins.
+
+Errors are answered as Kong words them: no route 404, no healthy target 503, connect failure
+502, timeout 504. Connect failures (and timeouts) are retried on the next target up to the
+service's `retries`; a reused keep-alive connection that turns out closed is retried once on a
+fresh one. Nothing is logged per request unless something fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from typing import TYPE_CHECKING, Any
+
+from dp.balancer.hashing import hash_key
+from dp.balancer.targets import TCP_FAILURE, TIMEOUT
+from dp.plugins.pdk import Exchange, Kong, PluginExit
+from dp.proxy import heads, upgrade
+from dp.proxy.http import (
+    BAD_UPSTREAM,
+    LAST_CHUNK,
+    NO_PEER,
+    NO_ROUTE,
+    NO_SERVICE,
+    TIMED_OUT,
+    USE_HTTPS,
+    chunk,
+)
+from dp.proxy.upstream import UpstreamClosed, UpstreamConnection, UpstreamTimeout
+from dp.router import Match
+
+if TYPE_CHECKING:
+    from dp.proxy.connection import ClientConnection
+    from dp.proxy.request import Request
+
+log = logging.getLogger("tidegate.dp.proxy")
+_INSECURE = ssl.create_default_context()
+_INSECURE.check_hostname = False
+_INSECURE.verify_mode = ssl.CERT_NONE
+_VERIFIED = ssl.create_default_context()
+
+
+async def handle(conn: ClientConnection, req: Request) -> bool:
+    """Answer one request; returns whether the client connection may be kept."""
+    server = conn.server
+    state = server.state
+    server.requests += 1
+    m = state.router.match(req.method, req.host, req.path, req.hmap, conn.sni, conn.scheme,
+                           req.upgrade, req.query) if state is not None else None
+    if m is None:
+        return conn.answer(req, 404, NO_ROUTE)
+    if m.protocol_error is not None:
+        return _protocol_error(conn, req, m.protocol_error)
+    service = m.service
+    if service is None:
+        return conn.answer(req, 503, NO_SERVICE)
+    entries = state.plugins.for_route(m.route["id"], service["id"]) if state.plugins else ()
+    ex = None
+    if entries:
+        ex = Exchange(req, conn.scheme, conn.client, conn.listen_port, m.route, service)
+        try:
+            await run_phase(entries, "access", ex, conn.scheme)
+        except PluginExit as stop:
+            keep = conn.answer(req, stop.status, stop.message, body=stop.body,
+                               headers=stop.headers)
+            await run_log(entries, ex, conn.scheme, stop.status)
+            return keep
+    if req.upgrade:
+        return await upgrade.handle_upgrade(conn, req, m, ex)
+    status, keep = await forward(conn, req, m, service, ex, entries)
+    if ex is not None:
+        await run_log(entries, ex, conn.scheme, status)
+    return keep
+
+
+def _protocol_error(conn: ClientConnection, req: Request, code: int) -> bool:
+    if code == 426:
+        return conn.answer(req, 426, USE_HTTPS,
+                           headers={"Connection": "Upgrade", "Upgrade": "TLS/1.2, HTTP/1.1"})
+    host = req.host.partition(":")[0]
+    location = f"https://{host}{req.path}" + (f"?{req.query}" if req.query else "")
+    return conn.answer(req, code, body="", headers={"Location": location})
+
+
+async def run_phase(entries: Any, phase: str, ex: Exchange, scheme: str) -> None:
+    """Run one phase's handlers by priority; each picks its config with the consumer
+    identified so far (so consumer-scoped configs apply after key-auth ran)."""
+    for entry in entries:
+        if phase not in entry.phases:
+            continue
+        conf = entry.config_for(ex.consumer["id"] if ex.consumer else None)
+        if conf is None or scheme not in conf.protocols:
+            continue
+        kong = Kong(ex, entry.plugin.name)
+        await getattr(entry.plugin, phase)(kong, conf.config)
+
+
+async def run_log(entries: Any, ex: Exchange, scheme: str, status: int) -> None:
+    ex.resp_status = ex.resp_status or status
+    try:
+        await run_phase(entries, "log", ex, scheme)
+    except Exception:  # a log handler never changes the outcome
+        log.exception("log phase failed")
+
+
+def _target_for(service: dict[str, Any], balancer: Any, req: Request, conn: ClientConnection,
+                ex: Exchange | None, m: Match, avoid: tuple) -> Any:
+    key = None
+    if balancer.upstream.get("algorithm") == "consistent-hashing":
+        consumer = ex.consumer["id"] if ex is not None and ex.consumer else None
+        key = hash_key(balancer.upstream, req, conn.client[0], consumer, m.captures)
+    return balancer.pick(key, avoid)
+
+
+async def connect(conn: ClientConnection, req: Request, m: Match, service: dict[str, Any],
+                  ex: Exchange | None, fresh: bool = False
+                  ) -> tuple[UpstreamConnection | None, Any, Any, bool, int]:
+    """A connection to a target, retrying connect failures on the next target.
+
+    Returns (connection, balancer, target, reused, error status); the connection is None when
+    every attempt failed (error status 502/503/504)."""
+    server = conn.server
+    balancer = server.balancers.get(service["host"])
+    tls = service.get("protocol") in ("https", "wss")
+    context = (_VERIFIED if service.get("tls_verify") else _INSECURE) if tls else None
+    timeout = (service.get("connect_timeout") or 60000) / 1000
+    tries = 0
+    avoid: tuple = ()
+    while True:
+        target = None
+        if balancer is not None:
+            target = _target_for(service, balancer, req, conn, ex, m, avoid)
+            if target is None:
+                return None, balancer, None, False, 503
+            host, port = target.address, target.port
+        else:
+            host, port = service["host"], service["port"]
+        try:
+            upc, reused = await server.pool.acquire(host, port, context, service["host"],
+                                                    timeout, reuse=not fresh)
+            return upc, balancer, target, reused, 0
+        except TimeoutError:
+            failure, status = TIMEOUT, 504
+        except OSError:
+            failure, status = TCP_FAILURE, 502
+        if target is not None:
+            balancer.report_failure(target, failure)
+            avoid = (*avoid, target)
+        tries += 1
+        if tries > int(service.get("retries", 5)):
+            return None, balancer, target, False, status
+
+
+async def forward(conn: ClientConnection, req: Request, m: Match, service: dict[str, Any],
+                  ex: Exchange | None, entries: Any) -> tuple[int, bool]:
+    """Send the request upstream and stream the answer back; (status, keep client)."""
+    fresh = False
+    while True:
+        upc, balancer, target, reused, error = await connect(conn, req, m, service, ex, fresh)
+        if upc is None:
+            message = {502: BAD_UPSTREAM, 503: NO_PEER, 504: TIMED_OUT}[error]
+            return error, conn.answer(req, error, message)
+        if target is not None:
+            target.active += 1
+        try:
+            outcome = await _exchange(conn, req, m, service, ex, entries, upc, balancer, target)
+        finally:
+            if target is not None:
+                target.active -= 1
+        if outcome is not None:
+            return outcome
+        if not reused:
+            if target is not None:
+                balancer.report_failure(target, TCP_FAILURE)
+            return 502, conn.answer(req, 502, BAD_UPSTREAM)
+        fresh = True  # a stale keep-alive connection: once more on a new one
+
+
+async def _send_body(req: Request, upc: UpstreamConnection, chunked: bool) -> None:
+    body = req.body
+    assert body is not None
+    while data := await body.read():
+        upc.write(chunk(data) if chunked else data)
+        await upc.drain()
+    if chunked:
+        upc.write(LAST_CHUNK)
+
+
+async def _exchange(conn: ClientConnection, req: Request, m: Match, service: dict[str, Any],
+                    ex: Exchange | None, entries: Any, upc: UpstreamConnection,
+                    balancer: Any, target: Any) -> tuple[int, bool] | None:
+    """One request/response over `upc`. None means "the reused connection was dead before
+    answering anything": the caller may retry."""
+    server = conn.server
+    if m.preserve_host and req.host:
+        host = req.host
+    else:
+        host = heads.upstream_host(service, balancer.upstream if balancer else None)
+    path = m.upstream_path
+    overrides = None
+    if ex is not None:
+        overrides = ex.up_headers or None
+        if ex.up_query is not None:
+            path = path.partition("?")[0] + (f"?{ex.up_query}" if ex.up_query else "")
+    chunked_body = req.body is not None and "content-length" not in req.hmap
+    upc.begin((service.get("read_timeout") or 60000) / 1000, head_only=req.method == "HEAD")
+    upc.write(heads.request_head(req, path, host, conn.client[0], conn.scheme,
+                                 conn.listen_port, overrides, chunked_body))
+    try:
+        if req.body is not None:
+            await _send_body(req, upc, chunked_body)
+        await upc.head  # type: ignore[misc]
+    except UpstreamTimeout:
+        upc.close()
+        if target is not None:
+            balancer.report_failure(target, TIMEOUT)
+        return 504, conn.answer(req, 504, TIMED_OUT)
+    except UpstreamClosed:
+        upc.close()
+        if not upc.got_bytes and req.body is None:
+            return None  # maybe a stale keep-alive connection; the caller decides
+        if target is not None:
+            balancer.report_failure(target, TCP_FAILURE)
+        return 502, conn.answer(req, 502, BAD_UPSTREAM)
+    status = upc.status
+    if target is not None:
+        balancer.report_status(target, status)
+    changes = None
+    if ex is not None:
+        ex.resp_status, ex.resp_headers = status, upc.headers
+        try:
+            await run_phase(entries, "response", ex, conn.scheme)
+        except PluginExit as stop:
+            upc.close()
+            return stop.status, conn.answer(req, stop.status, stop.message, body=stop.body,
+                                            headers=stop.headers)
+        changes = ex.resp_set or None
+    return await _stream_back(conn, req, upc, status, changes, server)
+
+
+async def _stream_back(conn: ClientConnection, req: Request, upc: UpstreamConnection,
+                       status: int, changes: Any, server: Any) -> tuple[int, bool]:
+    http10 = req.version == "1.0"
+    bodyless = req.method == "HEAD" or status in (204, 304)
+    rechunk = not bodyless and (upc.chunked or not upc.framed) and not http10
+    keep = req.keep_alive and not (http10 and not upc.framed and not bodyless)
+    conn.write(heads.response_head(status, upc.reason, upc.headers, changes, chunked=rechunk,
+                                   close=not keep))
+    if bodyless:
+        server.pool.release(upc) if upc.complete else upc.close()
+        return status, keep
+    conn.upstream = upc
+    if rechunk:
+        write = conn.write
+        upc.attach(lambda data: write(chunk(data)))
+    else:
+        upc.attach(conn.write)
+    try:
+        await upc.done  # type: ignore[misc]
+    except (UpstreamTimeout, UpstreamClosed):
+        conn.upstream = None
+        upc.close()
+        return status, False  # the head is out: all we can do is cut the connection
+    finally:
+        conn.upstream = None
+    if rechunk:
+        conn.write(LAST_CHUNK)
+    server.pool.release(upc)
+    return status, keep
+

@@ -1,0 +1,112 @@
+"""Traffic through real data-plane processes: DB-less from kong.yml, and hybrid from the CP."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from aiohttp import web
+
+from shared.certs import gen_cluster_cert
+from tests.procs import ControlPlane, DataPlane, free_port, http, wait_for
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture
+def upstream() -> Iterator[int]:
+    """A real upstream in its own thread (the test's own calls below are blocking)."""
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    async def echo(request: web.Request) -> web.Response:
+        if request.path == "/health":
+            return web.Response(text="OK")
+        return web.json_response({"path": request.path_qs,
+                                  "via": request.headers.get("Via")})
+
+    async def serve() -> web.AppRunner:
+        app = web.Application()
+        app.router.add_route("*", "/{t:.*}", echo)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        return runner
+
+    def run() -> None:
+        runner = loop.run_until_complete(serve())
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    ready.wait(10)
+    yield port
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+@pytest.fixture
+def procs() -> Iterator[list]:
+    started: list = []
+    yield started
+    for p in started:
+        p.kill()
+
+
+async def test_declarative_data_plane_proxies(tmp_path: Path, upstream: int, procs) -> None:
+    kong_yml = tmp_path / "kong.yml"
+    kong_yml.write_text(yaml.safe_dump({
+        "_format_version": "3.0",
+        "services": [{"name": "echo", "host": "echo-pool", "path": "/v1",
+                      "routes": [{"name": "r", "paths": ["/echo"]}]}],
+        "upstreams": [{"name": "echo-pool", "healthchecks": {"active": {
+            "http_path": "/health", "healthy": {"interval": 0.1, "successes": 1},
+            "unhealthy": {"interval": 0.1, "tcp_failures": 1}}},
+            "targets": [{"target": f"127.0.0.1:{upstream}"},
+                        {"target": f"127.0.0.1:{free_port()}"}]}],
+    }))
+    dp = DataPlane(tmp_path, "dp", None, None, "--declarative-config", str(kong_yml))
+    procs.append(dp)
+    status, body = http("GET", f"{dp.proxy_url}/echo/hi?x=1")
+    assert status == 200 and body == {"path": "/v1/hi?x=1", "via": "1.1 tidegate"}
+    assert http("GET", f"{dp.proxy_url}/nothing") == (
+        404, {"message": "no Route matched with those values"})
+
+    def health() -> dict[str, str]:
+        data = dp.get("/upstreams/echo-pool/health")[1]["data"]
+        return {row["target"]: row["health"] for row in data}
+
+    wait_for(lambda: sorted(health().values()) == ["HEALTHY", "UNHEALTHY"],
+             what="dead target marked unhealthy by active checks")
+    report = dp.get("/upstreams/echo-pool/health")[1]
+    assert report["node_id"] == dp.node_id
+    assert report["data"][0]["data"]["addresses"][0]["port"] > 0
+    assert dp.status()["events"]["total"] >= 1
+    for _ in range(4):
+        assert http("GET", f"{dp.proxy_url}/echo/again")[0] == 200
+
+
+async def test_hybrid_data_plane_proxies_what_the_cp_configures(
+        tmp_path: Path, dsn: str, upstream: int, procs) -> None:
+    cert, key = tmp_path / "cluster.crt", tmp_path / "cluster.key"
+    gen_cluster_cert(cert, key)
+    certs = {"cert": cert, "key": key}
+    cp = ControlPlane(tmp_path, dsn, certs)
+    procs.append(cp)
+    dp = DataPlane(tmp_path, "dp", cp.cluster, certs, wait_ready=False)
+    procs.append(dp)
+    assert cp.api("POST", "/services", {"name": "s",
+                                        "url": f"http://127.0.0.1:{upstream}/base"})[0] == 201
+    assert cp.api("POST", "/services/s/routes", {"name": "r", "paths": ["/hy"]})[0] == 201
+    wait_for(lambda: http("GET", f"{dp.proxy_url}/hy/x")[0] == 200, what="route on the DP")
+    assert http("GET", f"{dp.proxy_url}/hy/x")[1]["path"] == "/base/x"
+    cp.api("PATCH", "/routes/r", {"paths": ["/moved"]})
+    wait_for(lambda: http("GET", f"{dp.proxy_url}/moved")[0] == 200, what="updated route")
+    assert http("GET", f"{dp.proxy_url}/hy/x")[0] == 404

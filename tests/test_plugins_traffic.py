@@ -1,0 +1,150 @@
+"""Plugins on real traffic: key-auth, the external-service response decorator, precedence."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import ClientSession, web
+
+from tests.dp_fixtures import Proxy, Upstream
+from tests.procs import free_port
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture
+async def up() -> AsyncIterator[Upstream]:
+    server = await Upstream("a").start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[Proxy]:
+    p = await Proxy().start()
+    yield p
+    await p.stop()
+
+
+@pytest.fixture
+async def external() -> AsyncIterator[str]:
+    """A real external JSON service: /anything answers JSON, /broken answers non-JSON."""
+    async def anything(request: web.Request) -> web.Response:
+        return web.json_response({"url": f"http://ext{request.path_qs}", "n": 7})
+
+    async def broken(request: web.Request) -> web.Response:
+        return web.Response(text="<html>not json</html>")
+
+    app = web.Application()
+    app.router.add_get("/anything{tail:.*}", anything)
+    app.router.add_get("/broken", broken)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    await runner.cleanup()
+
+
+async def call(proxy: Proxy, path: str, headers: dict | None = None) -> tuple[int, dict, object]:
+    async with ClientSession() as s, s.get(proxy.url + path, headers=headers) as r:
+        body = await r.json() if "json" in r.content_type else await r.text()
+        return r.status, dict(r.headers), body
+
+
+def decorator(url: str, **conf: object) -> dict:
+    return {"name": "response-decorator", "config": {"url": url, **conf}}
+
+
+async def test_response_decorator_success_and_failures(up: Upstream, proxy: Proxy,
+                                                       external: str) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/anything"
+    proxy.load({"services": [{"name": "s", "url": f"http://127.0.0.1:{up.port}", "routes": [
+        {"name": "ok", "paths": ["/ok"],
+         "plugins": [decorator(f"{external}/anything/x", response_header_name="X-Ext-Url")]},
+        {"name": "num", "paths": ["/num"],
+         "plugins": [decorator(f"{external}/anything", json_field="n")]},
+        {"name": "down", "paths": ["/down"], "plugins": [decorator(dead)]},
+        {"name": "notjson", "paths": ["/notjson"], "plugins": [decorator(f"{external}/broken")]},
+        {"name": "lenient", "paths": ["/lenient"],
+         "plugins": [decorator(dead, on_error="continue")]},
+        {"name": "lenient-json", "paths": ["/lenient-json"],
+         "plugins": [decorator(f"{external}/broken", on_error="continue")]},
+    ]}]})
+    status, headers, body = await call(proxy, "/ok")
+    assert status == 200 and headers["X-Ext-Url"] == "http://ext/anything/x"
+    assert body["upstream"] == "a"
+    assert (await call(proxy, "/num"))[1]["X-Decorated"] == "7"
+
+    status, _, body = await call(proxy, "/down")
+    assert status == 500
+    assert body["message"].startswith("Error when trying to access 3rd party service: ")
+    status, _, body = await call(proxy, "/notjson")
+    assert status == 500
+    assert body["message"].startswith("Error when decoding 3rd party service response: ")
+
+    for path in ("/lenient", "/lenient-json"):
+        status, headers, body = await call(proxy, path)
+        assert status == 200 and "X-Decorated" not in headers and body["upstream"] == "a"
+
+
+async def test_key_auth(up: Upstream, proxy: Proxy) -> None:
+    proxy.load({
+        "consumers": [{"username": "alice", "custom_id": "a-1", "tags": ["key-auth:k-alice"]},
+                      {"username": "guest"}],
+        "services": [{"name": "s", "url": f"http://127.0.0.1:{up.port}", "routes": [
+            {"name": "private", "paths": ["/private"], "plugins": [
+                {"name": "key-auth", "config": {"key_names": ["apikey", "x-api-key"],
+                                                "hide_credentials": True}}]},
+            {"name": "open", "paths": ["/open"], "plugins": [
+                {"name": "key-auth", "config": {"anonymous": "guest"}}]},
+        ]}],
+    })
+    status, headers, body = await call(proxy, "/private")
+    assert (status, body) == (401, {"message": "No API key found in request"})
+    assert "WWW-Authenticate" in headers
+    status, _, body = await call(proxy, "/private", {"apikey": "wrong"})
+    assert (status, body) == (401, {"message": "Invalid authentication credentials"})
+    status, _, body = await call(proxy, "/private", {"x-api-key": "k-alice"})
+    seen = {k.lower(): v for k, v in body["headers"].items()}
+    assert status == 200 and seen["x-consumer-username"] == "alice"
+    assert seen["x-consumer-custom-id"] == "a-1" and "x-api-key" not in seen
+    status, _, body = await call(proxy, "/private?apikey=k-alice&keep=1")
+    assert status == 200 and body["path"] == "/?keep=1"
+    status, _, body = await call(proxy, "/open")
+    seen = {k.lower(): v for k, v in body["headers"].items()}
+    assert status == 200 and seen["x-consumer-username"] == "guest"
+    assert seen["x-anonymous-consumer"] == "true"
+
+
+async def test_plugin_precedence(up: Upstream, proxy: Proxy, external: str) -> None:
+    """Most specific wins per plugin name: consumer+route over route over service over global."""
+    def dec(tag: str) -> dict:
+        return decorator(f"{external}/anything/{tag}", response_header_name="X-Scope")
+
+    proxy.load({
+        "plugins": [dec("global")],
+        "consumers": [{"username": "vip", "tags": ["key-auth:vip-key"],
+                       "plugins": [{**dec("consumer"), "route": "r-route"}]},
+                      {"username": "plain", "tags": ["key-auth:plain-key"]}],
+        "services": [
+            {"name": "svc", "url": f"http://127.0.0.1:{up.port}", "plugins": [dec("service")],
+             "routes": [
+                 {"name": "r-route", "paths": ["/route"],
+                  "plugins": [dec("route"), {"name": "key-auth"}]},
+                 {"name": "r-service", "paths": ["/service"]}]},
+            {"name": "other", "url": f"http://127.0.0.1:{up.port}",
+             "routes": [{"name": "r-global", "paths": ["/global"]}]},
+        ],
+    })
+
+    async def scope(path: str, headers: dict | None = None) -> str:
+        status, hdrs, _ = await call(proxy, path, headers)
+        assert status == 200
+        return hdrs["X-Scope"].rsplit("/", 1)[1]
+
+    assert await scope("/global") == "global"
+    assert await scope("/service") == "service"
+    assert await scope("/route", {"apikey": "plain-key"}) == "route"
+    assert await scope("/route", {"apikey": "vip-key"}) == "consumer"
