@@ -1,12 +1,15 @@
 """HTTP proxy throughput: direct to an upstream, through nginx, through the tidegate data plane.
 
-    .venv/bin/python bench/http_proxy.py [--duration 10] [--connections 50]
+    .venv/bin/python bench/http_proxy.py [--duration 10] [--connections 50] [--workers 1]
 
 One run, one load generator (`wrk`, one thread) for the three targets:
 
 - direct:   wrk → upstream (an nginx answering a small fixed body, keep-alive)
-- nginx:    wrk → nginx reverse proxy (1 worker, upstream keep-alive pool) → upstream
-- tidegate: wrk → `tidegate dp start --declarative-config` (1 worker) → upstream
+- nginx:    wrk → nginx reverse proxy (N workers, upstream keep-alive pool) → upstream
+- tidegate: wrk → `tidegate dp start --declarative-config --workers N` → upstream
+
+N is `--workers` (default 1: tidegate proxies in its main process; more: worker processes
+sharing the port with SO_REUSEPORT, as nginx's `worker_processes N`).
 
 Prints requests/s and p99 latency of each, and the CPU seconds the proxy process(es) used per
 request (from /proc), then tidegate's CPU per request divided by nginx's (goal: <= 3x).
@@ -62,12 +65,12 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def nginx(tmp: Path, name: str, server_block: str) -> subprocess.Popen:
+def nginx(tmp: Path, name: str, server_block: str, workers: int = 1) -> subprocess.Popen:
     prefix = tmp / name
     (prefix / "logs").mkdir(parents=True)
     conf = prefix / "nginx.conf"
     conf.write_text(f"""
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 pid {prefix}/nginx.pid;
 error_log {prefix}/logs/error.log warn;
@@ -117,6 +120,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="proxy worker processes of nginx and of tidegate (default 1)")
     args = parser.parse_args()
     if not shutil.which("wrk") or not shutil.which("nginx"):
         print("needs wrk and nginx: apt-get install -y wrk nginx-light")
@@ -142,7 +147,7 @@ def main() -> int:
                               proxy_set_header X-Forwarded-Port $server_port;
                               proxy_set_header X-Real-IP $remote_addr;
                               proxy_set_header Via "1.1 nginx";
-                              add_header Via "1.1 nginx"; }} }}""")
+                              add_header Via "1.1 nginx"; }} }}""", args.workers)
         procs.append(proxy)
         (tmp / "kong.yml").write_text(f"""_format_version: "3.0"
 services:
@@ -156,15 +161,17 @@ services:
             [sys.executable, "-m", "shared.cli", "dp", "start", "--prefix", str(tmp / "dp"),
              "--declarative-config", str(tmp / "kong.yml"),
              "--status-listen", f"127.0.0.1:{status_port}",
-             "--proxy-listen", f"127.0.0.1:{dp_port}", "--proxy-ssl-listen", "off"],
+             "--proxy-listen", f"127.0.0.1:{dp_port}", "--proxy-ssl-listen", "off",
+             "--workers", str(args.workers)],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(dp)
         wait_http(f"http://127.0.0.1:{up_port}/")
         wait_http(f"http://127.0.0.1:{ngx_port}/api/")
+        wait_http(f"http://127.0.0.1:{status_port}/status/ready")  # every worker listening
         wait_http(f"http://127.0.0.1:{dp_port}/api/")
         for url in (f"http://127.0.0.1:{ngx_port}/api/x", f"http://127.0.0.1:{dp_port}/api/x"):
             wrk(url, 2, args.connections)  # warm up
-        print(f"wrk -t1 -c{args.connections} -d{args.duration}s, 1 proxy worker, "
+        print(f"wrk -t1 -c{args.connections} -d{args.duration}s, {args.workers} proxy worker(s), "
               f"{os.cpu_count()} cores")
         print(f"{'target':<10} {'req/s':>10} {'p99 ms':>8} {'proxy CPU us/req':>17}")
         cpu_per: dict[str, float] = {}

@@ -26,11 +26,22 @@ def register(groups: Any) -> None:
     start.add_argument("--status-listen", help="status address (default 127.0.0.1:8100)")
     start.add_argument("--proxy-listen", help="proxy address (default 0.0.0.0:8000; off)")
     start.add_argument("--proxy-ssl-listen", help="TLS proxy address (default 0.0.0.0:8443; off)")
-    start.add_argument("--workers", type=int, help="proxy worker processes (default 1)")
+    start.add_argument("--workers", type=_workers,
+                       help="proxy worker processes: a number or auto (one per core); default 1")
     start.add_argument("--labels", help="labels shown on the CP: key=value,key=value")
     start.add_argument("--plugins", help="enabled plugins: bundled, or a comma-separated list")
     start.add_argument("--log-format", choices=("text", "json"))
     start.set_defaults(handler=_start)
+
+
+def _workers(value: str) -> str:
+    from dp.settings import parse_workers
+
+    try:
+        parse_workers(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("a number of at least 1, or auto") from None
+    return value
 
 
 def _start(args: argparse.Namespace) -> int:

@@ -3,6 +3,11 @@
 Hybrid mode: serve the cached config at once (if any), connect to the control plane over mTLS,
 and apply what it streams. Standalone mode: serve a declarative kong.yml; SIGHUP (or POST /config
 on the status port) reloads it. Either way the status listener reports what is served.
+
+`--workers 1` proxies in this process. With `--workers N` (N > 1, or `auto`: one per core) this
+process keeps the cluster link, the cache, the status listener, the running config and the active
+health checks, and N worker processes run the proxy listeners on the same ports with SO_REUSEPORT
+(dp/workers.py); SIGTERM drains them before exiting.
 """
 
 from __future__ import annotations
@@ -17,13 +22,16 @@ from pathlib import Path
 
 from aiohttp import web
 
+from dp.balancer import Balancers
 from dp.cache import ConfigCache
 from dp.cluster_client import ClusterClient
 from dp.events import EventQueue
+from dp.health_sync import BroadcastingQueue
 from dp.proxy.server import ProxyServer
 from dp.running import ApplyError, RunningConfig
 from dp.settings import DPSettings
 from dp.status import status_app
+from dp.workers import WorkerPool
 from shared import declarative
 from shared.config_set import ConfigSet
 from shared.errors import DeclarativeConfigError
@@ -31,6 +39,7 @@ from shared.settings import split_listen
 from shared.tls import ClusterTLS
 
 log = logging.getLogger("tidegate.dp")
+DRAIN_SECONDS = 10.0  # how long SIGTERM lets workers finish requests in flight
 
 
 def node_id_for(prefix: Path) -> str:
@@ -50,13 +59,50 @@ class DataPlaneNode:
         settings.prefix.mkdir(parents=True, exist_ok=True)
         self.node_id = node_id_for(settings.prefix)
         self.running = RunningConfig()
-        self.events = EventQueue()
-        self.proxy = ProxyServer(self.events, settings.enabled_plugins())
-        self.running.listeners.append(self.proxy.apply)  # new router/balancers per snapshot
+        self.proxy: ProxyServer | None = None
+        self.pool: WorkerPool | None = None
+        workers = settings.worker_processes()
+        if workers == 1:
+            self.events = EventQueue()
+            self.proxy = ProxyServer(self.events, settings.enabled_plugins())
+            self.balancers = self.proxy.balancers
+            self.running.listeners.append(self.proxy.apply)  # new router/balancers per snapshot
+        else:
+            # Our balancers run the active checks and are what /upstreams/{u}/health shows;
+            # health transitions are queued here once and broadcast to the workers.
+            self.events = queue = BroadcastingQueue()
+            self.balancers = Balancers(queue)
+            self.pool = WorkerPool(workers, self._worker_hello(), self.balancers, queue)
+            queue.broadcast = self.pool.broadcast_health
+            self.running.listeners.append(lambda snap: self.balancers.rebuild(snap.config))
+            self.running.listeners.append(self.pool.publish)
         self.standalone = settings.declarative_config is not None
         self.cache = ConfigCache(settings.prefix / "config.cache")
         self.client: ClusterClient | None = None
         self.status_port: int | None = None
+
+    def _worker_hello(self) -> dict[str, object]:
+        s = self.settings
+        return {"node_id": self.node_id, "proxy_listen": s.proxy_listen,
+                "proxy_ssl_listen": s.proxy_ssl_listen, "plugins": s.enabled_plugins(),
+                "log_format": s.log_format}
+
+    @property
+    def ready(self) -> bool:
+        """A config is loaded (and, with workers, every worker has served with one)."""
+        return self.running.current is not None and (self.pool is None or self.pool.ready)
+
+    async def proxy_status(self) -> dict[str, object]:
+        """The proxy part of /status: listeners and counters (summed over the workers)."""
+        if self.proxy is not None:
+            return {"listeners": self.proxy.ports, "connections": self.proxy.connections,
+                    "requests": self.proxy.requests}
+        assert self.pool is not None
+        await self.pool.refresh_stats()
+        workers = self.pool.status()
+        return {"listeners": self.pool.ports,
+                "connections": sum(w["connections"] for w in workers),
+                "requests": sum(w["requests"] for w in workers), "workers": workers}
 
     def load_declarative(self, text: bytes) -> None:
         """Validate and serve a declarative config (raises DeclarativeConfigError)."""
@@ -101,14 +147,20 @@ class DataPlaneNode:
     async def _start_proxy(self) -> None:
         """Open the proxy listeners (a listener set to "off" is skipped)."""
         s = self.settings
-        if int(s.workers) > 1:  # the listeners already use SO_REUSEPORT for worker processes
-            log.warning("--workers %s: worker processes are not implemented yet; "
-                        "proxying in this process only", s.workers)
+        if self.pool is not None:
+            for listen in (s.proxy_listen, s.proxy_ssl_listen):
+                if listen and listen != "off" and split_listen(listen)[1] == 0:
+                    raise ValueError(f"--workers: proxy listener {listen} needs a fixed port "
+                                     "(with port 0 each worker would pick its own)")
+            self.pool.start()
+            log.info("proxying in %d worker processes", len(self.pool.workers))
+            return
+        assert self.proxy is not None
         for listen, scheme in ((s.proxy_listen, "http"), (s.proxy_ssl_listen, "https")):
             if not listen or listen == "off":
                 continue
             host, port = split_listen(listen)
-            bound = await self.proxy.listen(host, port, scheme, reuse_port=int(s.workers) > 1)
+            bound = await self.proxy.listen(host, port, scheme)
             log.info("proxy listener on %s://%s:%d", scheme, host, bound)
 
     async def serve(self, stop: asyncio.Event) -> None:
@@ -128,13 +180,21 @@ class DataPlaneNode:
             await site.start()
             self.status_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             log.info("status listener on http://%s:%d", host, self.status_port)
-            stack.push_async_callback(self.proxy.close)
+            if self.proxy is not None:
+                stack.push_async_callback(self.proxy.close)
+            else:
+                stack.callback(self.balancers.stop)
+                stack.push_async_callback(self._stop_workers)
             await self._start_proxy()
             if self.client is not None:
                 task = asyncio.create_task(self.client.run(), name="cluster-client")
                 stack.callback(task.cancel)
             await stop.wait()
             log.info("data plane stopping")
+
+    async def _stop_workers(self) -> None:
+        assert self.pool is not None
+        await self.pool.stop(DRAIN_SECONDS)
 
 
 def run(settings: DPSettings) -> int:

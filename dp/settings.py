@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ class DPSettings:
     status_listen: str = "127.0.0.1:8100"
     proxy_listen: str = "0.0.0.0:8000"  # "off" disables a listener
     proxy_ssl_listen: str = "0.0.0.0:8443"
-    workers: int = 1  # proxy processes (SO_REUSEPORT); 1 = in this process
+    workers: int | str = 1  # proxy processes (SO_REUSEPORT), or "auto" (one per core);
+    # 1 = proxy in this process
     labels: dict[str, str] = field(default_factory=dict)
     plugins: str = "bundled"  # Kong's `plugins`: "bundled" or a comma-separated list
     log_format: str = "text"
@@ -30,6 +32,10 @@ class DPSettings:
     @classmethod
     def from_sources(cls, args: Any = None, env: dict[str, str] | None = None) -> DPSettings:
         return from_sources(cls, args, env)
+
+    def worker_processes(self) -> int:
+        """`workers` as a number: "auto" is the number of cores."""
+        return parse_workers(str(self.workers))
 
     def enabled_plugins(self) -> list[str]:
         from shared import plugins as registry
@@ -39,3 +45,13 @@ class DPSettings:
         if "bundled" in names:
             names = [*available, *(n for n in names if n != "bundled")]
         return [n for n in dict.fromkeys(names) if n in available]
+
+
+def parse_workers(value: str) -> int:
+    """`--workers`: a positive number, or "auto" for one worker per core."""
+    if value.strip().lower() == "auto":
+        return os.cpu_count() or 1
+    count = int(value)
+    if count < 1:
+        raise ValueError(f"workers must be at least 1 (or auto), not {value}")
+    return count

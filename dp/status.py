@@ -3,6 +3,7 @@
 `/status` says what it runs and how it syncs; `/status/ready` is 503 until a config is loaded and
 stays 200 when the control plane goes away; `/health` answers plain probes with 200 OK. In DB-less
 standalone mode `POST /config` replaces the declarative config, as on Kong's DB-less admin API.
+With proxy worker processes, /status sums their counters and lists each (`proxy.workers`).
 """
 
 from __future__ import annotations
@@ -39,9 +40,7 @@ async def status(request: web.Request) -> web.Response:
             "last_error": running.last_error,
         },
     }
-    proxy = node.proxy
-    body["proxy"] = {"listeners": proxy.ports, "connections": proxy.connections,
-                     "requests": proxy.requests}
+    body["proxy"] = await node.proxy_status()
     body["events"] = {"queued": len(node.events), "total": node.events.total,
                       "dropped": node.events.dropped}
     if node.client is not None:
@@ -55,8 +54,11 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    if request.app[NODE].running.current is None:
-        return web.json_response({"message": "no configuration loaded"}, status=503)
+    node = request.app[NODE]
+    if not node.ready:
+        message = ("no configuration loaded" if node.running.current is None
+                   else "proxy workers starting")
+        return web.json_response({"message": message}, status=503)
     return web.json_response({"message": "ready"})
 
 
@@ -67,7 +69,7 @@ async def health(request: web.Request) -> web.Response:
 async def upstream_health(request: web.Request) -> web.Response:
     """Each target's health as this data plane sees it, in Kong's shape."""
     node = request.app[NODE]
-    balancer = node.proxy.balancers.lookup(request.match_info["upstream"])
+    balancer = node.balancers.lookup(request.match_info["upstream"])
     if balancer is None:
         return web.json_response({"message": "Not found"}, status=404)
     return web.json_response(balancer.health_report(node.node_id))

@@ -88,23 +88,24 @@ class Balancer:
     # -- health --------------------------------------------------------------------------
 
     def _active_result(self, target: Target, outcome: str) -> None:
-        target.record(outcome, self.active_thresholds, self._changed)
+        target.record(outcome, self.active_thresholds, self.changed)
 
     def report_status(self, target: Target, status: int) -> None:
         """Passive check: a proxied response's status."""
         if not self.passive_on:
             return
         if status in self.passive_unhealthy:
-            target.record(HTTP_FAILURE, self.passive_thresholds, self._changed)
+            target.record(HTTP_FAILURE, self.passive_thresholds, self.changed)
         elif status in self.passive_healthy:
-            target.record(SUCCESS, self.passive_thresholds, self._changed)
+            target.record(SUCCESS, self.passive_thresholds, self.changed)
 
     def report_failure(self, target: Target, outcome: str) -> None:
         """Passive check: a TCP error or timeout talking to the target."""
         if self.passive_on:
-            target.record(outcome, self.passive_thresholds, self._changed)
+            target.record(outcome, self.passive_thresholds, self.changed)
 
-    def _changed(self, target: Target, healthy: bool) -> None:
+    def changed(self, target: Target, healthy: bool) -> None:
+        """A target flipped: log it once and queue the `balancer` `health` event."""
         health = "healthy" if healthy else "unhealthy"
         log.info("upstream %s target %s is now %s", self.upstream.get("name"), target.name,
                  health)

@@ -48,6 +48,11 @@ class ClientConnection(asyncio.Protocol):
         self._reading_paused = False
         self._write_ready: asyncio.Future[None] | None = None
 
+    @property
+    def idle(self) -> bool:
+        """Open, with nothing queued or in flight: waiting for the next keep-alive request."""
+        return not self.closed and not self.queue and self._wakeup is not None
+
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

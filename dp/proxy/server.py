@@ -3,6 +3,8 @@
 `apply(snapshot)` builds a new router and plugin index from a config snapshot and swaps them in
 with one assignment; requests already routed keep the state they started with, new requests see
 the new one. Balancers are rebuilt in place (unchanged upstreams keep their health state).
+In a worker process (`active_checks=False`) the main process runs the active health checks and
+tells the workers what they find (see dp/health_sync.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import logging
 import socket
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,8 +40,9 @@ class ProxyState:
 
 class ProxyServer:
     def __init__(self, events: EventQueue | None = None,
-                 enabled_plugins: list[str] | None = None) -> None:
+                 enabled_plugins: list[str] | None = None, *, active_checks: bool = True) -> None:
         self.events = events if events is not None else EventQueue()
+        self.active_checks = active_checks
         self.balancers = Balancers(self.events)
         self.pool = Pool()
         self.tls = CertStore()
@@ -51,6 +55,7 @@ class ProxyServer:
         self.ports: dict[str, int] = {}
         self.connections = 0
         self.requests = 0
+        self._clients: weakref.WeakSet[ClientConnection] = weakref.WeakSet()
 
     def apply(self, snapshot: Any) -> None:
         """Swap in routing state for a new snapshot (a RunningConfig listener)."""
@@ -60,6 +65,9 @@ class ProxyServer:
         plugins = PluginIndex.from_config(config, self.plugin_classes)
         self.tls.rebuild(config)
         self.balancers.rebuild(config)
+        if not self.active_checks:  # cancelled before their first probe
+            for balancer in self.balancers.by_id.values():
+                balancer.checker.stop()
         self.state = ProxyState(snapshot.version, router, plugins)
         log.info("proxy serving %s: %d route paths, %d upstreams (built in %.0f ms)",
                  snapshot.version, router.size, len(self.balancers.by_id),
@@ -72,7 +80,9 @@ class ProxyServer:
         holder: dict[str, int] = {}
 
         def factory() -> ClientConnection:
-            return ClientConnection(self, scheme, holder["port"])
+            conn = ClientConnection(self, scheme, holder["port"])
+            self._clients.add(conn)
+            return conn
 
         server = await loop.create_server(
             factory, host, port, reuse_address=True, reuse_port=reuse_port or None,
@@ -84,6 +94,20 @@ class ProxyServer:
         self.servers.append(server)
         self.ports[scheme] = bound
         return int(bound)
+
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting, close idle keep-alive connections, and wait up to `timeout` seconds
+        for requests in flight to finish (a graceful stop)."""
+        for server in self.servers:
+            server.close()
+        deadline = time.monotonic() + timeout
+        while self.connections > 0 and time.monotonic() < deadline:
+            for conn in list(self._clients):
+                # Waiting for the next request on a kept-alive connection: nothing in flight.
+                # (A request whose head is still arriving is closed too, as nginx does.)
+                if conn.idle:
+                    conn.close()
+            await asyncio.sleep(0.05)
 
     async def close(self) -> None:
         for server in self.servers:
