@@ -22,6 +22,7 @@ length present in that bucket. Only regex paths of a reachable bucket are tried 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,9 @@ FIELDS = ("hosts", "headers", "methods", "paths", "snis")
 # With as many fields, which fields: hosts weigh most, then headers, paths, methods, snis.
 _FIELD_BITS = {"hosts": 16, "headers": 8, "paths": 4, "methods": 2, "snis": 1}
 _EMPTY: tuple = ()
+_Placed = tuple[str, str, "_Candidate"]  # (index table, key in it, candidate)
+# Changes up to this many routes update the previous router; more rebuild it from scratch.
+INCREMENTAL_LIMIT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,29 @@ class _Bucket:
         else:
             self.no_path.append(cand)
 
+    def copy_without(self, gone: list[_Candidate]) -> _Bucket:
+        """A copy for the next router, without `gone`; the lists that will be mutated are new
+        (the previous router is still serving from this one)."""
+        out = _Bucket()
+        gone_ids = {id(c) for c in gone}
+        out.prefixes = dict(self.prefixes)
+        for cand in gone:
+            kept = [c for c in out.prefixes.get(cand.prefix or "", ()) if id(c) not in gone_ids]
+            if kept:
+                out.prefixes[cand.prefix or ""] = kept
+            else:
+                out.prefixes.pop(cand.prefix or "", None)
+        out.regexes = [c for c in self.regexes if id(c) not in gone_ids]
+        out.no_path = [c for c in self.no_path if id(c) not in gone_ids]
+        return out
+
+    def add_copied(self, cand: _Candidate) -> None:
+        """`add` on a copied bucket: prefix lists shared with the previous router are replaced."""
+        if cand.regex is None and cand.prefix is not None:
+            self.prefixes[cand.prefix] = [*self.prefixes.get(cand.prefix, ()), cand]
+        else:
+            self.add(cand)
+
     def freeze(self) -> None:
         self.lengths = sorted({len(p) for p in self.prefixes}, reverse=True)
         self.regexes.sort(key=lambda c: c.key)
@@ -147,50 +174,113 @@ def _priority(route: dict[str, Any], path: str | None, exact_host: bool) -> tupl
 class Router:
     """Immutable index of the routes of one snapshot."""
 
-    def __init__(self, routes: list[dict[str, Any]], services: dict[str, dict[str, Any]]):
+    def __init__(self, routes: list[dict[str, Any]], services: dict[str, dict[str, Any]],
+                 previous: Router | None = None):
         self.exact: dict[str, _Bucket] = {}
         self.leading: dict[str, _Bucket] = {}  # "*.example.com" keyed "example.com"
         self.trailing: dict[str, _Bucket] = {}  # "example.*" keyed "example"
         self.any_host = _Bucket()
         self.size = 0
+        # Per route: the (route, service) objects it was built from and its placed candidates.
+        # Entities a config change leaves alone keep their identity from one snapshot to the
+        # next, so a rebuild after a one-route delta recompiles one route's regexes, not all.
+        self.placed: dict[str, tuple[dict[str, Any], Any, list[_Placed]]] = {}
+        reuse = previous.placed if previous is not None else {}
+        fresh: list[str] = []
         for route in routes:
             service_ref = route.get("service")
             service = services.get(service_ref["id"]) if service_ref else None
             if service is not None and service.get("enabled") is False:
                 continue  # a disabled service takes its routes out of the router, as in Kong
-            self._add(route, service)
+            before = reuse.get(route["id"])
+            if before is not None and before[0] is route and before[1] is service:
+                self.placed[route["id"]] = before
+            else:
+                placed = list(self._candidates(route, service))
+                self.placed[route["id"]] = (route, service, placed)
+                fresh.append(route["id"])
+        gone = [rid for rid, before in reuse.items() if self.placed.get(rid) is not before]
+        if previous is not None and len(fresh) + len(gone) <= INCREMENTAL_LIMIT:
+            self._update(previous, fresh, gone)
+        else:
+            self._build()
+
+    def _build(self) -> None:
+        for _, _, placed in self.placed.values():
+            for where, key, cand in placed:
+                self._place(where, key, cand)
         for bucket in (*self.exact.values(), *self.leading.values(), *self.trailing.values(),
                        self.any_host):
             bucket.freeze()
 
+    def _update(self, previous: Router, fresh: list[str], gone: list[str]) -> None:
+        """Start from `previous` and rebuild only the buckets the changed routes touch."""
+        self.exact, self.leading = dict(previous.exact), dict(previous.leading)
+        self.trailing, self.any_host = dict(previous.trailing), previous.any_host
+        self.size = previous.size
+        removed: dict[tuple[str, str], list[_Candidate]] = {}
+        for rid in gone:
+            for where, key, cand in previous.placed[rid][2]:
+                removed.setdefault((where, key), []).append(cand)
+        copied: dict[tuple[str, str], _Bucket] = {}
+        for (where, key), cands in removed.items():
+            copied[(where, key)] = self._copy(where, key, cands)
+            self.size -= len(cands)
+        for rid in fresh:
+            for where, key, cand in self.placed[rid][2]:
+                bucket = copied.get((where, key)) or self._copy(where, key, [])
+                copied[(where, key)] = bucket
+                bucket.add_copied(cand)
+                self.size += 1
+        for bucket in copied.values():
+            bucket.freeze()
+
+    def _copy(self, where: str, key: str, gone: list[_Candidate]) -> _Bucket:
+        """Replace the bucket at (where, key) in this router by a copy without `gone`."""
+        if where == "any":
+            self.any_host = self.any_host.copy_without(gone)
+            return self.any_host
+        table = {"exact": self.exact, "leading": self.leading, "trailing": self.trailing}[where]
+        old = table.get(key)
+        table[key] = old.copy_without(gone) if old is not None else _Bucket()
+        return table[key]
+
     @classmethod
-    def from_config(cls, config: Any) -> Router:
-        """Build from a `ConfigSet` (only HTTP-family routes take part)."""
+    def from_config(cls, config: Any, previous: Router | None = None) -> Router:
+        """Build from a `ConfigSet` (only HTTP-family routes take part), reusing what the
+        `previous` router compiled for routes that did not change."""
         routes = [r for r in config.entities["routes"].values()
                   if set(r.get("protocols") or ("http",)) & {"http", "https", "ws", "wss"}]
-        return cls(routes, config.entities["services"])
+        return cls(routes, config.entities["services"], previous)
 
-    def _add(self, route: dict[str, Any], service: dict[str, Any] | None) -> None:
-        paths = route.get("paths") or [None]
+    @staticmethod
+    def _candidates(route: dict[str, Any], service: dict[str, Any] | None) -> Iterator[_Placed]:
+        """One candidate per (path, host) of the route, with where it goes in the index."""
         hosts = [h.lower() for h in route.get("hosts") or _EMPTY]
-        for path in paths:
-            self.size += 1
+        for path in route.get("paths") or [None]:
             if not hosts:
-                self.any_host.add(_Candidate(route, service, path, _priority(route, path, False)))
+                yield "any", "", _Candidate(route, service, path, _priority(route, path, False))
                 continue
             for host in hosts:
                 exact = "*" not in host
                 cand = _Candidate(route, service, path, _priority(route, path, exact))
                 if exact:
-                    table, key = self.exact, host
+                    yield "exact", host, cand
                 elif host.startswith("*."):
-                    table, key = self.leading, host[2:]
+                    yield "leading", host[2:], cand
                 else:
-                    table, key = self.trailing, host[:-2]
-                bucket = table.get(key)
-                if bucket is None:
-                    bucket = table[key] = _Bucket()
-                bucket.add(cand)
+                    yield "trailing", host[:-2], cand
+
+    def _place(self, where: str, key: str, cand: _Candidate) -> None:
+        self.size += 1
+        if where == "any":
+            self.any_host.add(cand)
+            return
+        table = {"exact": self.exact, "leading": self.leading, "trailing": self.trailing}[where]
+        bucket = table.get(key)
+        if bucket is None:
+            bucket = table[key] = _Bucket()
+        bucket.add(cand)
 
     def _buckets(self, host: str) -> list[_Bucket]:
         found = []

@@ -149,3 +149,35 @@ def test_matching_cost_does_not_grow_with_routes() -> None:
 
     small, large = cost(build(100), 100), cost(build(10_000), 10_000)
     assert large < small * 10, (small, large)  # 100x the routes, far less than 100x the cost
+
+
+def test_rebuild_after_small_changes_matches_a_full_build() -> None:
+    """After each small change the router is updated from the previous one, not rebuilt; it
+    must route exactly as a router built from scratch would."""
+    import random
+
+    rng = random.Random(7)
+    hosts = [None, ["a.test"], ["*.w.test"], ["b.*"], ["a.test", "c.test"]]
+    routes = {f"r{i}": route(f"r{i}", paths=[f"/p{i % 40}", f"~/x{i}/\\d+"],
+                             hosts=rng.choice(hosts), regex_priority=i % 3)
+              for i in range(300)}
+    services = {"s1": SVC}
+    current = Router(list(routes.values()), services)
+    probes = [(h, p) for h in ("a.test", "q.w.test", "b.org", "c.test", "none.test")
+              for p in ("/p1", "/p17/deep", "/x5/12", "/x299/7", "/new/1", "/")]
+    for step in range(60):
+        rid = rng.choice(sorted(routes))
+        action = rng.choice(["update", "delete", "add"])
+        if action == "update":
+            routes[rid] = {**routes[rid], "paths": [f"/p{step}", f"~/y{step}/\\d+"],
+                           "hosts": rng.choice(hosts)}
+        elif action == "delete":
+            del routes[rid]
+        else:
+            routes[f"n{step}"] = route(f"n{step}", paths=[f"/new/{step}", "/new"],
+                                       hosts=rng.choice(hosts))
+        current = Router(list(routes.values()), services, previous=current)
+        full = Router(list(routes.values()), services)
+        assert current.size == full.size
+        for host, path in [*probes, ("a.test", f"/p{step}"), ("a.test", f"/y{step}/3")]:
+            assert name_of(current, host=host, path=path) == name_of(full, host=host, path=path)

@@ -61,7 +61,7 @@ class ProxyServer:
         """Swap in routing state for a new snapshot (a RunningConfig listener)."""
         started = time.perf_counter()
         config = snapshot.config
-        router = Router.from_config(config)
+        router = Router.from_config(config, self.state.router if self.state else None)
         plugins = PluginIndex.from_config(config, self.plugin_classes)
         self.tls.rebuild(config)
         self.balancers.rebuild(config)
