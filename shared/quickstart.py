@@ -22,6 +22,20 @@ from shared.certs import gen_cluster_cert
 ADMIN = "127.0.0.1:8001"
 CLUSTER = "127.0.0.1:8005"
 STATUS = "127.0.0.1:8100"
+PROXY = "127.0.0.1:8000"  # loopback for a demo; a real edge listens on 0.0.0.0:8000
+DEMO = "127.0.0.1:9000"
+
+# The demo configuration, applied with idempotent PUTs (so a second run changes nothing).
+DEMO_CONFIG = [
+    ("/services/demo", {"url": f"http://{DEMO}"}),
+    ("/routes/demo", {"paths": ["/demo"], "service": {"name": "demo"}}),
+    ("/services/demo-ws", {"url": f"ws://{DEMO}/ws"}),
+    ("/routes/demo-ws", {"protocols": ["ws"], "paths": ["/ws"],
+                         "service": {"name": "demo-ws"}}),
+    ("/plugins/5f7c2b1e-3c1d-4c57-9a59-1b8f0d1e2a01", {
+        "name": "websocket-size-limit", "route": {"name": "demo-ws"},
+        "config": {"client_max_payload": 65536}}),
+]
 
 
 def register(groups: Any) -> None:
@@ -32,7 +46,14 @@ def register(groups: Any) -> None:
 
 def _get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=2) as resp:
-        return json.loads(resp.read())
+        return json.loads(resp.read()) if "json" in resp.headers.get("Content-Type", "") else None
+
+
+def _put(url: str, body: dict[str, Any]) -> None:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="PUT",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        resp.read()
 
 
 def _wait(url: str, proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
@@ -61,15 +82,22 @@ def run(args: argparse.Namespace) -> int:
     stop_signals = {signal.SIGINT, signal.SIGTERM}
     try:
         procs.append(subprocess.Popen(
+            [sys.executable, "-m", "shared.demo_echo", "--listen", DEMO],
+            stdout=(prefix / "demo.log").open("ab"), stderr=subprocess.STDOUT))
+        procs.append(subprocess.Popen(
             [*tidegate, "cp", "start", "--prefix", str(prefix / "cp"), "--admin-listen", ADMIN,
              "--cluster-listen", CLUSTER, "--cluster-cert", str(cert), "--cluster-key", str(key)],
             stdout=cp_log.open("ab"), stderr=subprocess.STDOUT))
-        _wait(f"http://{ADMIN}/status", procs[0], cp_log, "control plane")
+        _wait(f"http://{ADMIN}/status", procs[1], cp_log, "control plane")
+        for path, body in DEMO_CONFIG:
+            _put(f"http://{ADMIN}{path}", body)
         procs.append(subprocess.Popen(
             [*tidegate, "dp", "start", "--prefix", str(prefix / "dp"), "--cp", CLUSTER,
-             "--cert", str(cert), "--key", str(key), "--status-listen", STATUS],
+             "--cert", str(cert), "--key", str(key), "--status-listen", STATUS,
+             "--proxy-listen", PROXY, "--proxy-ssl-listen", "off"],
             stdout=dp_log.open("ab"), stderr=subprocess.STDOUT))
-        _wait(f"http://{STATUS}/status/ready", procs[1], dp_log, "data plane")
+        _wait(f"http://{STATUS}/status/ready", procs[2], dp_log, "data plane")
+        _wait(f"http://{PROXY}/demo/health", procs[2], dp_log, "demo route through the proxy")
         print(_banner(cp_log, dp_log), flush=True)
         # Blocked only now: children inherit the signal mask and must still get SIGTERM.
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
@@ -89,19 +117,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _banner(cp_log: Path, dp_log: Path) -> str:
-    admin, status = f"http://{ADMIN}", f"http://{STATUS}"
+    admin, status, proxy = f"http://{ADMIN}", f"http://{STATUS}", f"http://{PROXY}"
     return f"""
-tidegate is running: control plane (embedded PostgreSQL) + data plane over mTLS.
+tidegate is running: a control plane (embedded PostgreSQL), a data plane connected to it over
+mTLS, and a demo echo upstream on {DEMO} behind the routes /demo (http) and /ws (ws, with
+websocket-size-limit).
 
+  proxy              {proxy}
   Admin API          {admin}
   data plane status  {status}/status
   logs               {cp_log} (cp), {dp_log} (dp)
 
 Try:
-  curl -s -X POST {admin}/services -d name=echo -d url=http://127.0.0.1:9000
-  curl -s -X POST {admin}/services/echo/routes -d name=echo -d 'paths[]=/echo'
+  curl -s {proxy}/demo/hello
+  curl -s -X POST {admin}/services/demo/routes -d name=hello -d 'paths[]=/hello'
+  curl -s {proxy}/hello/world
   curl -s {admin}/clustering/data-planes
   curl -s {status}/config
+  {sys.executable} -m websockets ws://{PROXY}/ws
 
-Ctrl-C stops both planes.
+Ctrl-C stops everything.
 """
