@@ -14,8 +14,11 @@ from aiohttp import web
 
 from cp import migrate
 from cp.admin.app import create_app
+from cp.admin.event_hooks import HOOKS
 from cp.admin.keys import CLUSTER
 from cp.cluster.server import Cluster, start_cluster
+from cp.hooks.config import HooksConfig
+from cp.hooks.engine import HookEngine
 from cp.pg_embedded import EmbeddedPostgres
 from cp.settings import CPSettings, split_listen
 from cp.store import Store, token_digest
@@ -110,6 +113,10 @@ async def serve(settings: CPSettings, dsn: str, stop: asyncio.Event) -> None:
         })
         if cluster is not None:
             app[CLUSTER] = cluster
+        hooks = HookEngine(dsn, HooksConfig.from_settings(settings))
+        await hooks.start()
+        stack.push_async_callback(hooks.stop)
+        app[HOOKS].attach(hooks.config, hooks.ctx)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)

@@ -26,6 +26,12 @@ class CPSettings:
     cluster_ca_cert: Path | None = None
     cluster_allowed_names: str = ""  # pki: comma-separated data-plane names, empty = any
     log_format: str = "text"
+    # Event hooks (cp/hooks): outbound timeout and retry schedule in seconds, destination lists.
+    event_hooks_timeout: float = 15.0
+    event_hooks_retry_period: float = 24 * 3600.0
+    event_hooks_retry_base: float = 5.0
+    event_hooks_allow: str = ""  # comma-separated hosts (*.example.com) / CIDRs; empty = any
+    event_hooks_deny: str = ""   # comma-separated hosts / CIDRs never called
     node_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     @classmethod

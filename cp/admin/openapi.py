@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cp.admin import event_hooks_doc
 from cp.admin.entities import MAX_PAGE, EntityRoute, entity_routes, url_name
 from shared import __version__
 from shared import plugins as plugin_registry
@@ -420,6 +421,7 @@ def build_openapi() -> dict[str, Any]:
     """The whole document: entity paths generated from ENTITIES, the routes and the plugin
     registry; the node endpoints (information, /config, /clustering) described once above."""
     paths: dict[str, dict[str, Any]] = dict(_node_paths())
+    paths.update(event_hooks_doc.paths())
     for route in entity_routes():
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
     return {
