@@ -117,8 +117,12 @@ class Store:
 
     @classmethod
     async def open(cls, dsn: str, *, min_size: int = 2, max_size: int = 16) -> Store:
+        # No automatic prepared statements: a statement prepared inside a pipelined transaction
+        # that fails is rolled back on the server while psycopg still thinks it exists, and the
+        # pooled connection would then fail every later use of it ("prepared statement _pg3_N
+        # does not exist", found by the fuzzer).
         pool = AsyncConnectionPool(dsn, min_size=min_size, max_size=max_size, open=False,
-                                   kwargs={"autocommit": True})
+                                   kwargs={"autocommit": True, "prepare_threshold": None})
         await pool.open(wait=True, timeout=30)
         return cls(pool)
 

@@ -81,3 +81,27 @@ async def test_writes_notify_listeners(store, dsn):
         assert created
         payloads = [n.payload async for n in conn.notifies(timeout=10, stop_after=1)]
         assert payloads == [str(await store.version())]
+
+
+async def test_failed_writes_do_not_poison_a_pooled_connection(dsn):
+    """Failed pipelined writes on one connection, then good ones: no statement the server
+    rolled back may be reused (psycopg's automatic prepared statements did that)."""
+    from cp.store import Store
+    from shared.errors import UniqueViolation
+
+    one = await Store.open(dsn, min_size=1, max_size=1)
+    try:
+        consumers = ENTITIES["consumers"]
+        for i in range(8):  # enough executions for a statement to be worth preparing
+            await one.insert(consumers, {"username": f"c{i}"})
+        for _ in range(8):
+            try:
+                await one.insert(consumers, {"username": "c0"})
+            except UniqueViolation:
+                pass
+            else:
+                raise AssertionError("the duplicate should have been refused")
+            created = await one.insert(consumers, {"username": f"after-{_}"})
+            assert created["username"] == f"after-{_}"
+    finally:
+        await one.close()
