@@ -8,8 +8,9 @@ entities with ids, `{entity_type: [entity, ...]}` in dependency order — the sh
 What `load()` does, in order:
 
 1. walks the document, pulling nested entities out of their parents (`services[].routes[]`,
-   `services[].plugins[]`, `routes[].plugins[]`, `consumers[].plugins[]`, `upstreams[].targets[]`,
-   `certificates[].snis[]`) and remembering where each came from, so errors can mirror the input;
+   `services[].plugins[]`, `routes[].plugins[]`, `consumers[].plugins[]`,
+   `consumers[].keyauth_credentials[]`, `upstreams[].targets[]`, `certificates[].snis[]`) and
+   remembering where each came from, so errors can mirror the input;
 2. per entity type, parents first: resolves references (`service: my-svc`, `{name: ...}`,
    `{id: ...}`) against the entities of the same file, gives every entity an id (the one it
    carries, or a deterministic one: the same file always gets the same ids), and validates it with
@@ -48,7 +49,7 @@ NESTED: dict[str, dict[str, str]] = {
     "certificates": {"snis": "certificate"},
     "services": {"routes": "service", "plugins": "service"},
     "routes": {"plugins": "route"},
-    "consumers": {"plugins": "consumer"},
+    "consumers": {"plugins": "consumer", "keyauth_credentials": "consumer"},
     "upstreams": {"targets": "upstream"},
 }
 
@@ -57,7 +58,7 @@ ID_NAMESPACE = uuid.UUID("f6ec6393-97de-43c6-b72b-d923f6fc2530")
 _PLACEHOLDER_ID = "00000000-0000-0000-0000-000000000000"
 
 # Fields never echoed back in error reports (secrets).
-_SECRET_FIELDS = {"certificates": ("key", "key_alt")}
+_SECRET_FIELDS = {"certificates": ("key", "key_alt"), "keyauth_credentials": ("key",)}
 
 # Characters that make a pre-3.0 route path a regex (3.0 wants those prefixed with `~`).
 _LEGACY_REGEX = re.compile(r"[\\^$*+?()\[\]{}|]")
@@ -390,8 +391,10 @@ class _Load:
                         v = normalize_target(v) or v
                     parts.append("" if v is None else str(v))
             return "|".join(parts)
+        secret = _SECRET_FIELDS.get(item.type, ())
         for k in (schema.endpoint_key, *schema.unique_fields()):
-            if k and isinstance(data.get(k), str):
+            # not a secret: an id derived from an API key would let anyone test guesses of it
+            if k and k not in secret and isinstance(data.get(k), str):
                 return f"{k}={data[k]}"
         if item.type == "certificates" and isinstance(data.get("cert"), str):
             return "cert=" + data["cert"].strip()
@@ -447,7 +450,8 @@ class _Load:
                         continue
                     first = seen.setdefault((k, _hashable(value)), item)
                     if first is not item:
-                        item.add_error(k, f"'{value}' is already used by the {schema.singular} at "
+                        shown = "this value" if k in _SECRET_FIELDS.get(name, ()) else f"'{value}'"
+                        item.add_error(k, f"{shown} is already used by the {schema.singular} at "
                                           f"{_dotted(first.path)}")
                 if schema.cache_key and entity is not None:
                     key = tuple(_hashable(entity.get(k)) for k in schema.cache_key)
@@ -540,7 +544,7 @@ def _flattened(item: _Item) -> dict[str, Any]:
              and not (k in schema.fields and schema.fields[k].writeonly)}
     entry: dict[str, Any] = {"entity_type": schema.singular, "entity_path": _dotted(item.path)}
     key = schema.endpoint_key
-    if key and isinstance(item.raw.get(key), str):
+    if key and isinstance(item.raw.get(key), str) and key not in _SECRET_FIELDS.get(item.type, ()):
         entry["entity_name"] = item.raw[key]
     if isinstance(item.raw.get("id"), str):
         entry["entity_id"] = item.raw["id"]

@@ -10,6 +10,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from cp.admin.entities import url_name
+from shared.entities import ENTITIES
+
 
 def make_cert(cn: str = "example.com") -> tuple[str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
@@ -48,6 +51,8 @@ def bodies(ids):
         "services": ({"name": "s-crud", "host": "a.test"}, {"retries": 2}),
         "routes": ({"name": "r-crud", "paths": ["/x"]}, {"paths": ["/y"]}),
         "consumers": ({"username": "ada"}, {"custom_id": "c-1"}),
+        "keyauth_credentials": ({"key": "k-crud", "consumer": {"id": ids["consumer"]}},
+                                {"ttl": 3600}),
         "upstreams": ({"name": "up.test"}, {"slots": 100}),
         "targets": ({"target": "10.0.0.1", "upstream": {"id": ids["upstream"]}}, {"weight": 5}),
         "plugins": ({"name": "key-auth"}, {"config": {"hide_credentials": True}}),
@@ -61,15 +66,17 @@ def bodies(ids):
 
 
 @pytest.mark.parametrize("entity", [
-    "services", "routes", "consumers", "upstreams", "targets", "plugins", "certificates",
-    "snis", "event_hooks", "admins",
+    "services", "routes", "consumers", "keyauth_credentials", "upstreams", "targets", "plugins",
+    "certificates", "snis", "event_hooks", "admins",
 ])
 async def test_entity_crud(admin, entity):
     _, up = await call(admin, "POST", "/upstreams", json={"name": "parent.test"})
     cert, key = make_cert("parent")
     _, crt = await call(admin, "POST", "/certificates", json={"cert": cert, "key": key})
-    create, patch = bodies({"upstream": up["id"], "certificate": crt["id"]})[entity]
-    path = "/" + entity.replace("_", "-")
+    _, owner = await call(admin, "POST", "/consumers", json={"username": "parent-consumer"})
+    ids = {"upstream": up["id"], "certificate": crt["id"], "consumer": owner["id"]}
+    create, patch = bodies(ids)[entity]
+    path = "/" + url_name(ENTITIES[entity])
 
     status, created = await call(admin, "POST", path, json=create)
     assert status == 201, created

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from cp.admin.app import create_app
-from cp.admin.entities import entity_routes
+from cp.admin.entities import entity_routes, url_name
 from cp.admin.openapi import build_openapi
 from cp.store import Store
 from shared.entities import ENTITIES
@@ -179,6 +179,7 @@ def seeded(live_admin, http) -> dict[str, dict[str, Any]]:
     made["routes"] = post("/routes", {"name": "seed", "paths": ["/seed"],
                                       "service": {"id": made["services"]["id"]}})
     made["consumers"] = post("/consumers", {"username": "seed"})
+    made["keyauth_credentials"] = post("/consumers/seed/key-auth", {"key": "seed-key"})
     made["upstreams"] = post("/upstreams", {"name": "seed.upstream"})
     made["targets"] = post(f"/upstreams/{made['upstreams']['id']}/targets",
                            {"target": "10.0.0.1:80"})
@@ -263,7 +264,8 @@ def test_random_json_bodies(live_admin, http, seeded, path, schema_name):
         data = json.dumps(body, allow_nan=True).encode()
         target = url
         if method != "POST":
-            target = f"{live_admin.url}/{schema_name.replace('_', '-')}/{seeded[schema_name]['id']}"
+            collection = url_name(ENTITIES[schema_name])
+            target = f"{live_admin.url}/{collection}/{seeded[schema_name]['id']}"
         r = http.request(method, target, data=data, headers={"Content-Type": "application/json"})
         assert_sane(r, f"body={data[:300]!r}")
 

@@ -318,7 +318,8 @@ def test_realistic_file_loads() -> None:
     config = declarative.load_text(REALISTIC.read_bytes())
     counts = {k: len(v) for k, v in config.items()}
     assert counts == {"certificates": 1, "snis": 2, "services": 4, "routes": 5, "consumers": 2,
-                      "upstreams": 1, "targets": 3, "plugins": 5, "event_hooks": 0}
+                      "keyauth_credentials": 2, "upstreams": 1, "targets": 3, "plugins": 5,
+                      "event_hooks": 0}
     routes = by_name(config["routes"])
     versioned = routes["default.shop-api.api-versioned.00"]
     assert versioned["paths"] == ["~/api/v\\d+/orders$", "~/api/v\\d+"]

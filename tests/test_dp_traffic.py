@@ -27,8 +27,10 @@ def upstream() -> Iterator[int]:
     async def echo(request: web.Request) -> web.Response:
         if request.path == "/health":
             return web.Response(text="OK")
-        return web.json_response({"path": request.path_qs,
-                                  "via": request.headers.get("Via")})
+        seen = {"path": request.path_qs, "via": request.headers.get("Via")}
+        if "X-Consumer-Username" in request.headers:  # set by key-auth
+            seen["consumer"] = request.headers["X-Consumer-Username"]
+        return web.json_response(seen)
 
     async def serve() -> web.AppRunner:
         app = web.Application()
@@ -110,3 +112,42 @@ async def test_hybrid_data_plane_proxies_what_the_cp_configures(
     cp.api("PATCH", "/routes/r", {"paths": ["/moved"]})
     wait_for(lambda: http("GET", f"{dp.proxy_url}/moved")[0] == 200, what="updated route")
     assert http("GET", f"{dp.proxy_url}/hy/x")[0] == 404
+
+
+async def test_hybrid_key_auth_with_credentials_from_the_cp(
+        tmp_path: Path, dsn: str, upstream: int, procs) -> None:
+    """A key created over the CP Admin API opens a route on a real DP; deleting its consumer
+    closes it again; no key appears in either plane's log."""
+    cert, key = tmp_path / "cluster.crt", tmp_path / "cluster.key"
+    gen_cluster_cert(cert, key)
+    certs = {"cert": cert, "key": key}
+    cp = ControlPlane(tmp_path, dsn, certs)
+    procs.append(cp)
+    dp = DataPlane(tmp_path, "dp", cp.cluster, certs, wait_ready=False)
+    procs.append(dp)
+    assert cp.api("POST", "/services", {"name": "s", "url": f"http://127.0.0.1:{upstream}"})[0] \
+        == 201
+    assert cp.api("POST", "/services/s/routes", {"name": "r", "paths": ["/ka"]})[0] == 201
+    assert cp.api("POST", "/routes/r/plugins", {"name": "key-auth",
+                                                "config": {"hide_credentials": True}})[0] == 201
+    assert cp.api("POST", "/consumers", {"username": "ada"})[0] == 201
+    wait_for(lambda: http("GET", f"{dp.proxy_url}/ka")[0] == 401, what="key-auth on the DP")
+
+    status, given = cp.api("POST", "/consumers/ada/key-auth", {"key": "hy-secret-1"})
+    assert status == 201, given
+    status, generated = cp.api("POST", "/consumers/ada/key-auth", {})
+    assert status == 201 and generated["key"], generated
+    for k in ("hy-secret-1", generated["key"]):
+        url = f"{dp.proxy_url}/ka/x?apikey={k}"
+        wait_for(lambda url=url: http("GET", url)[0] == 200, what="credential on the DP")
+        assert http("GET", url)[1] == {"path": "/x", "via": "1.1 tidegate", "consumer": "ada"}
+    assert http("GET", f"{dp.proxy_url}/ka?apikey=wrong") == (
+        401, {"message": "Invalid authentication credentials"})
+
+    assert cp.api("DELETE", "/consumers/ada")[0] == 204  # cascades to its credentials
+    wait_for(lambda: http("GET", f"{dp.proxy_url}/ka?apikey=hy-secret-1")[0] == 401,
+             what="credential removed from the DP")
+    assert dp.status()["entities"]["keyauth_credentials"] == 0
+    for proc in (cp, dp):
+        log = proc.output()
+        assert "hy-secret-1" not in log and generated["key"] not in log

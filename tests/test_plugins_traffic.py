@@ -53,6 +53,9 @@ async def call(proxy: Proxy, path: str, headers: dict | None = None) -> tuple[in
         return r.status, dict(r.headers), body
 
 
+ALICE_KEY_ID = "6a1f0c1e-4a47-4c55-9b7e-0c6a2f3b9d10"
+
+
 def decorator(url: str, **conf: object) -> dict:
     return {"name": "response-decorator", "config": {"url": url, **conf}}
 
@@ -91,7 +94,8 @@ async def test_response_decorator_success_and_failures(up: Upstream, proxy: Prox
 
 async def test_key_auth(up: Upstream, proxy: Proxy) -> None:
     proxy.load({
-        "consumers": [{"username": "alice", "custom_id": "a-1", "tags": ["key-auth:k-alice"]},
+        "consumers": [{"username": "alice", "custom_id": "a-1",
+                       "keyauth_credentials": [{"id": ALICE_KEY_ID, "key": "k-alice"}]},
                       {"username": "guest"}],
         "services": [{"name": "s", "url": f"http://127.0.0.1:{up.port}", "routes": [
             {"name": "private", "paths": ["/private"], "plugins": [
@@ -110,12 +114,17 @@ async def test_key_auth(up: Upstream, proxy: Proxy) -> None:
     seen = {k.lower(): v for k, v in body["headers"].items()}
     assert status == 200 and seen["x-consumer-username"] == "alice"
     assert seen["x-consumer-custom-id"] == "a-1" and "x-api-key" not in seen
+    assert seen["x-credential-identifier"] == ALICE_KEY_ID
     status, _, body = await call(proxy, "/private?apikey=k-alice&keep=1")
     assert status == 200 and body["path"] == "/?keep=1"
     status, _, body = await call(proxy, "/open")
     seen = {k.lower(): v for k, v in body["headers"].items()}
     assert status == 200 and seen["x-consumer-username"] == "guest"
     assert seen["x-anonymous-consumer"] == "true"
+    # A client cannot pose as an authenticated credential on the anonymous path.
+    status, _, body = await call(proxy, "/open", {"X-Credential-Identifier": ALICE_KEY_ID})
+    seen = {k.lower(): v for k, v in body["headers"].items()}
+    assert status == 200 and "x-credential-identifier" not in seen
 
 
 async def test_plugin_precedence(up: Upstream, proxy: Proxy, external: str) -> None:
@@ -125,9 +134,10 @@ async def test_plugin_precedence(up: Upstream, proxy: Proxy, external: str) -> N
 
     proxy.load({
         "plugins": [dec("global")],
-        "consumers": [{"username": "vip", "tags": ["key-auth:vip-key"],
+        "consumers": [{"username": "vip", "keyauth_credentials": [{"key": "vip-key"}],
                        "plugins": [{**dec("consumer"), "route": "r-route"}]},
-                      {"username": "plain", "tags": ["key-auth:plain-key"]}],
+                      {"username": "plain"}],
+        "keyauth_credentials": [{"key": "plain-key", "consumer": "plain"}],
         "services": [
             {"name": "svc", "url": f"http://127.0.0.1:{up.port}", "plugins": [dec("service")],
              "routes": [
@@ -148,3 +158,25 @@ async def test_plugin_precedence(up: Upstream, proxy: Proxy, external: str) -> N
     assert await scope("/service") == "service"
     assert await scope("/route", {"apikey": "plain-key"}) == "route"
     assert await scope("/route", {"apikey": "vip-key"}) == "consumer"
+
+
+async def test_key_auth_credentials_follow_the_snapshot(up: Upstream, proxy: Proxy) -> None:
+    """Several keys per consumer, expired keys refused, and a new snapshot re-indexes the keys."""
+    def doc(credentials: list[dict]) -> dict:
+        return {
+            "consumers": [{"username": "bob", "keyauth_credentials": credentials}],
+            "services": [{"name": "s", "url": f"http://127.0.0.1:{up.port}", "routes": [
+                {"name": "r", "paths": ["/k"], "plugins": [{"name": "key-auth"}]}]}],
+        }
+
+    proxy.load(doc([{"key": "bob-1"}, {"key": "bob-2", "ttl": 3600},
+                    {"key": "bob-old", "ttl": 60, "created_at": 1_000_000_000}]))
+    for key in ("bob-1", "bob-2"):
+        status, _, body = await call(proxy, "/k", {"apikey": key})
+        assert status == 200 and body["headers"]["X-Consumer-Username"] == "bob", key
+    status, _, body = await call(proxy, "/k", {"apikey": "bob-old"})
+    assert (status, body) == (401, {"message": "Invalid authentication credentials"})
+
+    proxy.load(doc([{"key": "bob-2"}]))
+    assert (await call(proxy, "/k", {"apikey": "bob-1"}))[0] == 401
+    assert (await call(proxy, "/k", {"apikey": "bob-2"}))[0] == 200

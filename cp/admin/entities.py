@@ -2,7 +2,8 @@
 
 For every entity: `/{entities}` and `/{entities}/{key}`. For every foreign key `child.fk → parent`:
 `/{parents}/{p}/{children}[/{c}]` scoped to that parent, and `/{children}/{c}/{fk}` for the
-parent itself (e.g. `/routes/{r}/service`).
+parent itself (e.g. `/routes/{r}/service`). Collections are named after the table unless the
+schema says otherwise (`admin_path`, `nested_path`: `/key-auths`, `/consumers/{c}/key-auth`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ NOT_FOUND = {"message": "Not found"}
 
 
 def url_name(schema: EntitySchema) -> str:
-    return schema.name.replace("_", "-")
+    """The entity's top-level collection in URLs (`/services`, `/key-auths`)."""
+    return schema.admin_path or schema.name.replace("_", "-")
+
+
+def nested_url_name(schema: EntitySchema) -> str:
+    """The collection under a parent (`/services/{s}/routes`, `/consumers/{c}/key-auth`)."""
+    return schema.nested_path or url_name(schema)
 
 
 def _store(request: web.Request) -> Store:
@@ -210,7 +217,7 @@ def entity_routes() -> Iterator[EntityRoute]:
             yield EntityRoute(method, base + "/{key}", "entity", schema)
         for fk, f in schema.foreign_fields().items():
             parent = ENTITIES[f.reference or ""]
-            nested = f"/{url_name(parent)}/{{parent}}/{url_name(schema)}"
+            nested = f"/{url_name(parent)}/{{parent}}/{nested_url_name(schema)}"
             yield EntityRoute("GET", nested, "list", schema, fk, parent)
             yield EntityRoute("POST", nested, "create", schema, fk, parent)
             for method in ENTITY_METHODS:

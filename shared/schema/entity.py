@@ -34,6 +34,10 @@ class EntitySchema:
     shorthands: input-only fields expanded into real ones (service `url`).
     parent_check: rule between an entity and a referenced parent (route vs service protocols).
     to_data_plane: whether data planes receive this entity.
+    admin_path: the Admin API collection when it is not the table name with `_` → `-`
+      (`keyauth_credentials` is served at `/key-auths`).
+    nested_path: the collection under a parent when it differs from admin_path
+      (`/consumers/{c}/key-auth`).
     """
 
     name: str
@@ -45,6 +49,8 @@ class EntitySchema:
     parent_check: ParentCheck | None = None
     to_data_plane: bool = True
     description: str = ""
+    admin_path: str | None = None
+    nested_path: str | None = None
     # Record fields whose own schema depends on the entity (a plugin's config on its name).
     dynamic: dict[str, Callable[[dict[str, Any]], Field | None]] = field(default_factory=dict)
 
