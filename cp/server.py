@@ -19,6 +19,9 @@ from cp.admin.keys import CLUSTER
 from cp.cluster.server import Cluster, start_cluster
 from cp.hooks.config import HooksConfig
 from cp.hooks.engine import HookEngine
+from cp.hooks.handlers import HandlerContext
+from cp.hooks.supervisor import WorkerSupervisor
+from cp.hooks.worker_spec import WorkerSpec
 from cp.pg_embedded import EmbeddedPostgres
 from cp.settings import CPSettings, split_listen
 from cp.store import Store, token_digest
@@ -30,6 +33,10 @@ log = logging.getLogger("tidegate.cp")
 
 class DatabaseNotReady(RuntimeError):
     pass
+
+
+class BadSetting(RuntimeError):
+    """A setting with a value the control plane cannot run with."""
 
 
 def database_dsn(settings: CPSettings, stack: contextlib.ExitStack) -> str:
@@ -95,6 +102,30 @@ async def _start_cluster(
     return cluster
 
 
+async def start_hooks(settings: CPSettings, dsn: str, app: web.Application,
+                      stack: AsyncExitStack) -> None:
+    """The event-hook delivery engine, in its own lower-priority process unless configured
+    inline. /test and /ping stay in this process: a user waits for them."""
+    config = HooksConfig.from_settings(settings)
+    mode = settings.event_hooks_worker
+    if mode not in ("process", "inline"):
+        raise BadSetting(f"event_hooks_worker must be 'process' or 'inline', not {mode!r}")
+    if mode == "inline":
+        engine = HookEngine(dsn, config)
+        await engine.start()
+        stack.push_async_callback(engine.stop)
+        app[HOOKS].attach(engine.config, engine.ctx)
+        return
+    ctx = HandlerContext(config)
+    stack.push_async_callback(ctx.close)
+    app[HOOKS].attach(config, ctx)
+    worker = WorkerSupervisor(WorkerSpec(
+        dsn=dsn, config=config, node_id=settings.node_id, log_format=settings.log_format,
+        nice=int(settings.event_hooks_nice)))
+    await worker.start()
+    stack.push_async_callback(worker.stop)
+
+
 async def serve(settings: CPSettings, dsn: str, stop: asyncio.Event) -> None:
     stored = await prepare_database(dsn, settings.password)
     if settings.enforce_rbac and not stored["admin_password_digest"]:
@@ -113,10 +144,7 @@ async def serve(settings: CPSettings, dsn: str, stop: asyncio.Event) -> None:
         })
         if cluster is not None:
             app[CLUSTER] = cluster
-        hooks = HookEngine(dsn, HooksConfig.from_settings(settings))
-        await hooks.start()
-        stack.push_async_callback(hooks.stop)
-        app[HOOKS].attach(hooks.config, hooks.ctx)
+        await start_hooks(settings, dsn, app, stack)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -146,7 +174,7 @@ def run(settings: CPSettings) -> int:
 
         try:
             uvloop.run(main())
-        except (DatabaseNotReady, OSError, psycopg.Error, CertError) as exc:
+        except (DatabaseNotReady, OSError, psycopg.Error, CertError, BadSetting) as exc:
             log.error("%s", exc)
             return 1
     return 0
