@@ -4,8 +4,9 @@ proxy on a real port, configured from a kong.yml-shaped dict."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+import contextlib
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from dp.proxy.server import ProxyServer
 from dp.running import Snapshot
 from shared import declarative
 from shared.config_set import ConfigSet
+from tests.procs import free_port
 
 
 @dataclass
@@ -105,16 +107,34 @@ class Proxy:
         await self.server.close()
 
 
-async def eventually(check: Callable[[], Awaitable[Any] | Any], timeout: float = 10,
-                     what: str = "condition") -> Any:
-    """Poll until `check` returns something truthy (no fixed sleeps as synchronisation)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if asyncio.iscoroutine(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+@contextlib.contextmanager
+def threaded_upstream(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                      ) -> Iterator[int]:
+    """A real HTTP upstream answering every path with `handler`, on its own thread and loop (for
+    tests whose own calls block); yields its port."""
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    async def serve() -> web.AppRunner:
+        app = web.Application()
+        app.router.add_route("*", "/{t:.*}", handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        return runner
+
+    def run() -> None:
+        runner = loop.run_until_complete(serve())
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(10), "upstream did not start"
+    try:
+        yield port
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)

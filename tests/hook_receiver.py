@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,17 +103,3 @@ def _is_ping(r: Received) -> bool:
         return r.json().get("event") == "ping"
     except ValueError:
         return False
-
-
-async def until(check: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:
-    """Poll `check` (without blocking the loop) until truthy, or fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if asyncio.iscoroutine(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")

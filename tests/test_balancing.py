@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import ClientSession
 
-from tests.dp_fixtures import Proxy, Upstream, eventually
+from tests.dp_fixtures import Proxy, Upstream
+from tests.polling import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,46 +10,26 @@ import yaml
 from aiohttp import web
 
 from shared.certs import gen_cluster_cert
+from tests.dp_fixtures import threaded_upstream
 from tests.procs import ControlPlane, DataPlane, free_port, http, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
+async def echo(request: web.Request) -> web.Response:
+    if request.path == "/health":
+        return web.Response(text="OK")
+    seen = {"path": request.path_qs, "via": request.headers.get("Via")}
+    if "X-Consumer-Username" in request.headers:  # set by key-auth
+        seen["consumer"] = request.headers["X-Consumer-Username"]
+    return web.json_response(seen)
+
+
 @pytest.fixture
 def upstream() -> Iterator[int]:
     """A real upstream in its own thread (the test's own calls below are blocking)."""
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-
-    async def echo(request: web.Request) -> web.Response:
-        if request.path == "/health":
-            return web.Response(text="OK")
-        seen = {"path": request.path_qs, "via": request.headers.get("Via")}
-        if "X-Consumer-Username" in request.headers:  # set by key-auth
-            seen["consumer"] = request.headers["X-Consumer-Username"]
-        return web.json_response(seen)
-
-    async def serve() -> web.AppRunner:
-        app = web.Application()
-        app.router.add_route("*", "/{t:.*}", echo)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        return runner
-
-    def run() -> None:
-        runner = loop.run_until_complete(serve())
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    ready.wait(10)
-    yield port
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with threaded_upstream(echo) as port:
+        yield port
 
 
 @pytest.fixture

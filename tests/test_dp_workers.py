@@ -19,45 +19,25 @@ import pytest
 import yaml
 from aiohttp import web
 
+from tests.dp_fixtures import threaded_upstream
 from tests.procs import DataPlane, free_port, http, wait_for
+
+
+async def echo(request: web.Request) -> web.Response:
+    if request.path == "/health":
+        return web.Response(text="OK")
+    if "slow" in request.path:
+        await asyncio.sleep(1)
+    if "fail" in request.path:
+        return web.json_response({"path": request.path_qs}, status=500)
+    return web.json_response({"path": request.path_qs})
 
 
 @pytest.fixture
 def upstream() -> Iterator[int]:
     """A real upstream in its own thread (the test's calls are blocking)."""
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-
-    async def echo(request: web.Request) -> web.Response:
-        if request.path == "/health":
-            return web.Response(text="OK")
-        if "slow" in request.path:
-            await asyncio.sleep(1)
-        if "fail" in request.path:
-            return web.json_response({"path": request.path_qs}, status=500)
-        return web.json_response({"path": request.path_qs})
-
-    async def serve() -> web.AppRunner:
-        app = web.Application()
-        app.router.add_route("*", "/{t:.*}", echo)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        return runner
-
-    def run() -> None:
-        runner = loop.run_until_complete(serve())
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    yield port
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with threaded_upstream(echo) as port:
+        yield port
 
 
 @pytest.fixture

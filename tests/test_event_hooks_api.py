@@ -9,7 +9,7 @@ import logging
 
 from aiohttp import FormData
 
-from tests.hook_receiver import until
+from tests.polling import eventually as until
 
 CRUD_FIELDS = ["operation", "entity", "old_entity", "schema"]
 SLACK = ("Admin account `{{ entity.username }}` {{ operation}}d; "

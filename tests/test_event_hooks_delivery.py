@@ -13,7 +13,7 @@ from cp.hooks.engine import HookEngine
 from cp.hooks.outbound import Destinations, Outbound
 from cp.hooks.outcome import Outcome
 from tests.hook_fixtures import FAST
-from tests.hook_receiver import until
+from tests.polling import eventually as until
 
 pytest_plugins = ["tests.hook_fixtures"]  # hooked, receiver
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from cp.hooks.handlers.lambda_ import LuaWorker
-from tests.hook_receiver import until
+from tests.polling import eventually as until
 
 pytest_plugins = ["tests.hook_fixtures"]  # hooked, receiver
 
