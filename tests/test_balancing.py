@@ -79,6 +79,27 @@ async def test_consistent_hashing_on_header_with_fallback(ups: list[Upstream],
     assert all(60 < c < 140 for c in counts.values()), counts
 
 
+async def test_consistent_hashing_on_cookie_sets_it(ups: list[Upstream], proxy: Proxy) -> None:
+    """A client without the cookie gets one (as in Kong), and sticks to a target with it."""
+    proxy.load(pool_config(ups, [100, 100, 100], algorithm="consistent-hashing",
+                           hash_on="cookie", hash_on_cookie="lb", hash_on_cookie_path="/app"))
+    targets = set()
+    async with ClientSession() as s:
+        for _ in range(12):
+            async with s.get(proxy.url + "/", headers={"Cookie": ""}) as r:
+                cookies = r.headers.getall("Set-Cookie")
+                first = (await r.json())["upstream"]
+            (cookie,) = [c for c in cookies if c.startswith("lb=")]
+            assert cookie.endswith("; Path=/app")
+            value = cookie.split(";")[0]
+            for _ in range(4):  # sent back, the cookie keeps the client on its target
+                async with s.get(proxy.url + "/", headers={"Cookie": value}) as r:
+                    assert (await r.json())["upstream"] == first
+                    assert "lb=" not in "".join(r.headers.getall("Set-Cookie", []))
+            targets.add(first)
+    assert len(targets) >= 2, "new clients spread over the targets"
+
+
 async def test_least_connections_avoids_busy_target(ups: list[Upstream], proxy: Proxy) -> None:
     proxy.load(pool_config(ups[:2], [100, 100], algorithm="least-connections"))
     async with ClientSession() as s:

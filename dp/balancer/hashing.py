@@ -1,12 +1,14 @@
 """The key a consistent-hashing upstream hashes a request on (`hash_on`, then `hash_fallback`).
 
 `none` gives no key (the balancer falls back to round-robin). A missing input (no header, no
-consumer, no cookie...) moves on to the fallback. Unlike Kong, a missing `hash_on_cookie` cookie
-is not generated and set on the response: such requests are balanced round-robin.
+consumer...) moves on to the fallback; a missing `hash_on_cookie` cookie is generated instead, as
+in Kong: the request hashes on the new value and the response sets the cookie, so the client's
+next requests stick to the same target.
 """
 
 from __future__ import annotations
 
+import uuid
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
@@ -41,8 +43,13 @@ def _one(upstream: dict[str, Any], which: str, req: Any, client_ip: str,
 
 
 def hash_key(upstream: dict[str, Any], req: Any, client_ip: str, consumer_id: str | None,
-             captures: dict[str, str] | None) -> str | None:
+             captures: dict[str, str] | None) -> tuple[str | None, str | None]:
+    """(the key to hash on, a Set-Cookie value to add to the response or None)."""
     key = _one(upstream, "hash_on", req, client_ip, consumer_id, captures)
+    if key is None and upstream.get("hash_on") == "cookie":
+        key = uuid.uuid4().hex
+        path = upstream.get("hash_on_cookie_path") or "/"
+        return key, f"{upstream.get('hash_on_cookie')}={key}; Path={path}"
     if key is None:
         key = _one(upstream, "hash_fallback", req, client_ip, consumer_id, captures)
-    return key
+    return key, None

@@ -109,7 +109,8 @@ def _target_for(service: dict[str, Any], balancer: Any, req: Request, conn: Clie
     key = None
     if balancer.upstream.get("algorithm") == "consistent-hashing":
         consumer = ex.consumer["id"] if ex is not None and ex.consumer else None
-        key = hash_key(balancer.upstream, req, conn.client[0], consumer, m.captures)
+        key, req.set_cookie = hash_key(balancer.upstream, req, conn.client[0], consumer,
+                                       m.captures)
     return balancer.pick(key, avoid)
 
 
@@ -236,7 +237,19 @@ async def _exchange(conn: ClientConnection, req: Request, m: Match, service: dic
             return stop.status, conn.answer(req, stop.status, stop.message, body=stop.body,
                                             headers=stop.headers)
         changes = ex.resp_set or None
+    if req.set_cookie is not None:
+        changes = _add_set_cookie(changes, upc.headers, req.set_cookie)
     return await _stream_back(conn, req, upc, status, changes, server)
+
+
+def _add_set_cookie(changes: Any, upstream_headers: list[tuple[bytes, bytes]],
+                    cookie: str) -> dict[str, tuple[str, list[str] | None]]:
+    """Add our Set-Cookie after the ones the upstream (or a plugin) already set."""
+    out = dict(changes or {})
+    name, values = out.get("set-cookie") or ("Set-Cookie", [
+        v.decode("latin-1") for n, v in upstream_headers if n.lower() == b"set-cookie"])
+    out["set-cookie"] = (name, [*(values or []), cookie])
+    return out
 
 
 async def _stream_back(conn: ClientConnection, req: Request, upc: UpstreamConnection,

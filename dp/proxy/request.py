@@ -80,7 +80,7 @@ class Request:
     """The parsed head of one client request plus its body stream."""
 
     __slots__ = ("body", "has_body", "headers", "hmap", "host", "keep_alive", "method",
-                 "path", "query", "upgrade", "url", "version")
+                 "path", "query", "set_cookie", "upgrade", "url", "version")
 
     def __init__(self) -> None:
         self.url = b""
@@ -95,6 +95,7 @@ class Request:
         self.upgrade = False
         self.has_body = False
         self.body: BodyStream | None = None
+        self.set_cookie: str | None = None  # a hash_on cookie the balancer generated
 
     def index_headers(self) -> None:
         """Lower-case name → value (repeated headers joined with ', ')."""
