@@ -137,6 +137,45 @@ async def test_connect_failure_502_timeout_504_and_retries(up: Upstream, proxy: 
         assert status == 200 and body["upstream"] == "a"
 
 
+async def test_write_timeout_504_when_the_upstream_stops_reading(proxy: Proxy) -> None:
+    """An upstream that accepts but never reads the body: the upload stalls on back-pressure
+    and the service's write_timeout answers 504."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # keep the connection open, read nothing
+
+    stuck = await asyncio.start_server(never_read, "127.0.0.1", 0)
+    port = stuck.sockets[0].getsockname()[1]
+    proxy.load({"services": [{"name": "stuck", "url": f"http://127.0.0.1:{port}",
+                              "write_timeout": 300, "read_timeout": 60000, "retries": 0,
+                              "routes": [{"name": "up", "paths": ["/upload"]}]}]})
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    size = 256 * 1024 * 1024
+    writer.write(f"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n"
+                 .encode())
+
+    async def upload() -> None:
+        block = b"x" * 65536
+        for _ in range(size // len(block)):
+            writer.write(block)
+            await writer.drain()
+
+    sending = asyncio.ensure_future(upload())
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 20)
+        assert head.startswith(b"HTTP/1.1 504 "), head
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        body = await asyncio.wait_for(reader.readexactly(length), 5)
+        assert body == b'{"message":"The upstream server is timing out"}'
+    finally:
+        sending.cancel()
+        writer.close()
+        for w in held:
+            w.close()
+        stuck.close()
+
+
 async def test_upgrade_is_tunnelled(proxy: Proxy) -> None:
     async def echo_ws(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")

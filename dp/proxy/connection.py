@@ -28,6 +28,14 @@ log = logging.getLogger("tidegate.dp.proxy")
 MAX_QUEUED = 16
 
 
+# How long a connection answered before its request body arrived keeps draining (see
+# ClientConnection.linger_close).
+LINGER_SECONDS = 5.0
+
+
+def _discard(data: bytes) -> None:
+    """Bytes a client still sends after its request was answered."""
+
 class ClientConnection(asyncio.Protocol):
     def __init__(self, server: ProxyServer, scheme: str, listen_port: int) -> None:
         self.server = server
@@ -176,8 +184,10 @@ class ClientConnection(asyncio.Protocol):
                 if self._reading_paused and req.body is None:
                     self._resume_reading()
                 keep = await handle(self, req)
-                if not keep or not req.keep_alive or (req.body is not None
-                                                       and not req.body.done):
+                if req.body is not None and not req.body.done:
+                    self.linger_close()  # answered before the client finished sending
+                    return
+                if not keep or not req.keep_alive:
                     self.close()
                     return
         except asyncio.CancelledError:
@@ -202,6 +212,23 @@ class ClientConnection(asyncio.Protocol):
         if not self.closed and self.transport is not None:
             self.closed = True
             self.transport.close()
+
+    def linger_close(self, seconds: float = LINGER_SECONDS) -> None:
+        """Close after answering a request whose body the client is still sending.
+
+        Closing at once would make the kernel reset the connection over the unread bytes, and
+        the client would lose the answer (a 504, a 401...). Instead: stop parsing, half-close our
+        side so the client reads the answer and an end of stream, discard what it still sends,
+        and close when it does or after `seconds`.
+        """
+        if self.closed or self.transport is None:
+            return
+        self.raw = _discard
+        if self._reading_paused:
+            self._resume_reading()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        asyncio.get_running_loop().call_later(seconds, self.close)
 
     def _bad_request(self) -> None:
         self.write(simple_response(400, BAD_REQUEST, keep_alive=False))

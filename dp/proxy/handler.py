@@ -178,12 +178,13 @@ async def forward(conn: ClientConnection, req: Request, m: Match, service: dict[
         fresh = True  # a stale keep-alive connection: once more on a new one
 
 
-async def _send_body(req: Request, upc: UpstreamConnection, chunked: bool) -> None:
+async def _send_body(req: Request, upc: UpstreamConnection, chunked: bool,
+                     write_timeout: float) -> None:
     body = req.body
     assert body is not None
     while data := await body.read():
         upc.write(chunk(data) if chunked else data)
-        await upc.drain()
+        await upc.drain(write_timeout)
     if chunked:
         upc.write(LAST_CHUNK)
 
@@ -210,7 +211,8 @@ async def _exchange(conn: ClientConnection, req: Request, m: Match, service: dic
                                  conn.listen_port, overrides, chunked_body))
     try:
         if req.body is not None:
-            await _send_body(req, upc, chunked_body)
+            await _send_body(req, upc, chunked_body,
+                             (service.get("write_timeout") or 60000) / 1000)
         await upc.head  # type: ignore[misc]
     except UpstreamTimeout:
         upc.close()

@@ -21,7 +21,8 @@ Key = tuple[str, int, bool]
 
 
 class UpstreamTimeout(Exception):
-    """The upstream did not answer (or went silent) within the read timeout."""
+    """The upstream did not answer (or went silent) within the read timeout, or did not take
+    what we sent within the write timeout."""
 
 
 class UpstreamClosed(ConnectionError):
@@ -79,9 +80,16 @@ class UpstreamConnection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         self.transport.write(data)  # type: ignore[union-attr]
 
-    async def drain(self) -> None:
-        if self._write_ready is not None:
-            await self._write_ready
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until the upstream takes more data (back-pressure); after `timeout` seconds
+        without progress (the service's write_timeout) raise UpstreamTimeout."""
+        ready = self._write_ready
+        if ready is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(ready), timeout)
+        except TimeoutError:
+            raise UpstreamTimeout("the upstream stopped reading the request") from None
 
     def _check_timeout(self) -> None:
         loop = asyncio.get_running_loop()
@@ -97,8 +105,7 @@ class UpstreamConnection(asyncio.Protocol):
         for fut in (self.head, self.done):
             if fut is not None and not fut.done():
                 fut.set_exception(exc)
-                if fut is self.done:
-                    fut.exception()  # retrieved by whoever awaits; no "never retrieved" noise
+                fut.exception()  # retrieved by whoever awaits; no "never retrieved" noise
                 break
 
     def _finish(self) -> None:
