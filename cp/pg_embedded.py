@@ -15,6 +15,7 @@ import pwd
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("tidegate.pg")
 
@@ -62,12 +63,12 @@ class EmbeddedPostgres:
         return f"host={self.data_dir} port={PORT} user={DB_USER} dbname={DB_NAME}"
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        kwargs: dict[str, object] = {}
+        kwargs: dict[str, Any] = {}
         if self._run_as is not None:
             kwargs = {"user": self._run_as.pw_uid, "group": self._run_as.pw_gid, "extra_groups": []}
         return subprocess.run(
             [str(self.bin / args[0]), *args[1:]],
-            capture_output=True, text=True, check=check, cwd="/", **kwargs,  # type: ignore[arg-type]
+            capture_output=True, text=True, check=check, cwd="/", **kwargs,
         )
 
     def _init(self) -> None:

@@ -37,7 +37,7 @@ class EventQueue:
 
     def drain(self, limit: int | None = None) -> list[Event]:
         """Take up to `limit` events, oldest first."""
-        out = []
+        out: list[Event] = []
         while self._items and (limit is None or len(out) < limit):
             out.append(self._items.popleft())
         return out

@@ -8,7 +8,7 @@ With proxy worker processes, /status sums their counters and lists each (`proxy.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -24,7 +24,7 @@ async def status(request: web.Request) -> web.Response:
     node = request.app[NODE]
     running = node.running
     current = running.current
-    body = {
+    body: dict[str, Any] = {
         "node_id": node.node_id,
         "mode": "standalone" if node.standalone else "hybrid",
         "ready": current is not None,

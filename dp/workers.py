@@ -128,7 +128,7 @@ class WorkerPool:
         body = json.dumps({"drain": drain}).encode()
         for w in self.workers:
             w.send(ipc.STOP, body)
-        procs = [w.proc for w in self.workers if w.alive]
+        procs = [w.proc for w in self.workers if w.alive and w.proc is not None]
         if procs:
             _, late = await asyncio.wait([asyncio.ensure_future(p.wait()) for p in procs],
                                          timeout=drain + 3)

@@ -323,7 +323,9 @@ def _check_can_sign(
 ) -> None:
     if not _is_ca(cert):
         raise CertError(f"{os.fspath(path)!r} is not a CA certificate (basicConstraints CA:FALSE)")
-    if cert.public_key().public_numbers() != key.public_key().public_numbers():
+    ca_key = cert.public_key()
+    if not isinstance(ca_key, ec.EllipticCurvePublicKey) or (
+            ca_key.public_numbers() != key.public_key().public_numbers()):
         raise CertError(f"the CA key does not belong to the CA certificate {os.fspath(path)!r}")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from shared.entities import ENTITIES
@@ -74,7 +74,7 @@ class ConfigSet:
         return {t: list(es.values()) for t, es in self.entities.items()}
 
     @classmethod
-    def from_lists(cls, config: dict[str, Iterable[dict[str, Any]]]) -> ConfigSet:
+    def from_lists(cls, config: Mapping[str, Iterable[dict[str, Any]]]) -> ConfigSet:
         out = cls()
         for entity_type, entities in config.items():
             if entity_type not in out.entities:

@@ -328,7 +328,7 @@ class _Load:
                 data[fk] = {"id": _PLACEHOLDER_ID}  # keep validating the other fields
             else:
                 data[fk] = {"id": rid}
-                item.refs[fk] = rid
+                item.refs[fk] = rid or _PLACEHOLDER_ID
         given_id = data.get("id")
         if schema.cache_key is None:
             item.id = self._claim_id(item, given_id, self._natural_key(item, data))
@@ -392,7 +392,7 @@ class _Load:
                     parts.append("" if v is None else str(v))
             return "|".join(parts)
         secret = _SECRET_FIELDS.get(item.type, ())
-        for k in (schema.endpoint_key, *schema.unique_fields()):
+        for k in (schema.endpoint_key or "", *schema.unique_fields()):
             # not a secret: an id derived from an API key would let anyone test guesses of it
             if k and k not in secret and isinstance(data.get(k), str):
                 return f"{k}={data[k]}"

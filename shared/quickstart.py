@@ -26,7 +26,7 @@ PROXY = "127.0.0.1:8000"  # loopback for a demo; a real edge listens on 0.0.0.0:
 DEMO = "127.0.0.1:9000"
 
 # The demo configuration, applied with idempotent PUTs (so a second run changes nothing).
-DEMO_CONFIG = [
+DEMO_CONFIG: list[tuple[str, dict[str, Any]]] = [
     ("/services/demo", {"url": f"http://{DEMO}"}),
     ("/routes/demo", {"paths": ["/demo"], "service": {"name": "demo"}}),
     ("/services/demo-ws", {"url": f"ws://{DEMO}/ws"}),

@@ -138,7 +138,7 @@ class Balancer:
                 continue
             try:
                 infos = await loop.getaddrinfo(t.host, t.port, type=socket.SOCK_STREAM)
-                t.ip = infos[0][4][0]
+                t.ip = str(infos[0][4][0])
                 t.dns_error = False
             except OSError:
                 t.dns_error = True

@@ -55,6 +55,7 @@ async def handle(conn: ClientConnection, req: Request) -> bool:
     service = m.service
     if service is None:
         return conn.answer(req, 503, NO_SERVICE)
+    assert state is not None  # there was a match
     entries = state.plugins.for_route(m.route["id"], service["id"]) if state.plugins else ()
     ex = None
     if entries:
@@ -145,7 +146,7 @@ async def connect(conn: ClientConnection, req: Request, m: Match, service: dict[
             failure, status = TIMEOUT, 504
         except OSError:
             failure, status = TCP_FAILURE, 502
-        if target is not None:
+        if target is not None and balancer is not None:
             balancer.report_failure(target, failure)
             avoid = (*avoid, target)
         tries += 1
