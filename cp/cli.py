@@ -53,6 +53,9 @@ def register(groups: Any) -> None:
 def _database_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefix", help="state directory (default ./.tidegate)")
     parser.add_argument("--pg-dsn", help="PostgreSQL DSN (default: embedded PostgreSQL)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML settings file, keys = setting names (or TIDEGATE_CONFIG); "
+                             "a flag wins over TIDEGATE_<NAME>, which wins over the file")
 
 
 def _settings(args: argparse.Namespace) -> Any:

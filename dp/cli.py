@@ -31,6 +31,9 @@ def register(groups: Any) -> None:
     start.add_argument("--labels", help="labels shown on the CP: key=value,key=value")
     start.add_argument("--plugins", help="enabled plugins: bundled, or a comma-separated list")
     start.add_argument("--log-format", choices=("text", "json"))
+    start.add_argument("--config", metavar="FILE",
+                       help="TOML settings file, keys = setting names (or TIDEGATE_CONFIG); "
+                            "a flag wins over TIDEGATE_<NAME>, which wins over the file")
     start.set_defaults(handler=_start)
 
 

@@ -45,7 +45,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.parse_args([*(argv or sys.argv[1:]), "--help"])
         return 2
-    return int(handler(args) or 0)
+    from shared.settings import SettingsError
+
+    try:
+        return int(handler(args) or 0)
+    except SettingsError as exc:  # a bad flag value, TIDEGATE_* variable or config file key
+        print(f"tidegate: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
