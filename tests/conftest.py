@@ -17,8 +17,17 @@ from cp import migrate
 from cp.admin.app import create_app
 from cp.pg_embedded import EmbeddedPostgres
 from cp.store import Store
+from shared.certs import gen_cluster_cert
 
 TEMPLATE_DB = "tidegate_template"
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> dict[str, Path]:
+    """A cluster certificate and key (shared mode), as `tidegate certs gen` writes them."""
+    cert, key = tmp_path / "cluster.crt", tmp_path / "cluster.key"
+    gen_cluster_cert(cert, key)
+    return {"cert": cert, "key": key}
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ import pytest
 import yaml
 from aiohttp import web
 
-from shared.certs import gen_cluster_cert
 from tests.dp_fixtures import threaded_upstream
 from tests.procs import ControlPlane, DataPlane, free_port, http, wait_for
 
@@ -74,10 +73,7 @@ async def test_declarative_data_plane_proxies(tmp_path: Path, upstream: int, pro
 
 
 async def test_hybrid_data_plane_proxies_what_the_cp_configures(
-        tmp_path: Path, dsn: str, upstream: int, procs) -> None:
-    cert, key = tmp_path / "cluster.crt", tmp_path / "cluster.key"
-    gen_cluster_cert(cert, key)
-    certs = {"cert": cert, "key": key}
+        tmp_path: Path, dsn: str, upstream: int, procs, certs) -> None:
     cp = ControlPlane(tmp_path, dsn, certs)
     procs.append(cp)
     dp = DataPlane(tmp_path, "dp", cp.cluster, certs, wait_ready=False)
@@ -93,12 +89,9 @@ async def test_hybrid_data_plane_proxies_what_the_cp_configures(
 
 
 async def test_hybrid_key_auth_with_credentials_from_the_cp(
-        tmp_path: Path, dsn: str, upstream: int, procs) -> None:
+        tmp_path: Path, dsn: str, upstream: int, procs, certs) -> None:
     """A key created over the CP Admin API opens a route on a real DP; deleting its consumer
     closes it again; no key appears in either plane's log."""
-    cert, key = tmp_path / "cluster.crt", tmp_path / "cluster.key"
-    gen_cluster_cert(cert, key)
-    certs = {"cert": cert, "key": key}
     cp = ControlPlane(tmp_path, dsn, certs)
     procs.append(cp)
     dp = DataPlane(tmp_path, "dp", cp.cluster, certs, wait_ready=False)

@@ -4,23 +4,14 @@ are pending delivers them after restart, and two CPs on one database deliver eac
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
-from shared.certs import gen_cluster_cert
 from tests.procs import ControlPlane, wait_for
 
 FAST_RETRIES = {"TIDEGATE_EVENT_HOOKS_RETRY_BASE": "0.1", "TIDEGATE_EVENT_HOOKS_TIMEOUT": "30"}
 
 pytest_plugins = ["tests.hook_fixtures"]  # hooked, receiver
-
-
-@pytest.fixture
-def certs(tmp_path: Path) -> dict[str, Path]:
-    cert, key = tmp_path / "cluster.crt", tmp_path / "cluster.key"
-    gen_cluster_cert(cert, key)
-    return {"cert": cert, "key": key}
 
 
 @pytest.fixture

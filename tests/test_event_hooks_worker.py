@@ -10,21 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from cp.hooks.config import HooksConfig
 from cp.hooks.worker_spec import WorkerSpec
-from shared.certs import gen_cluster_cert
 from tests.procs import ControlPlane, wait_for
 
 WORKER_MODULE = "cp.hooks.worker_main"
-
-
-@pytest.fixture
-def certs(tmp_path: Path) -> dict[str, Path]:
-    cert, key = tmp_path / "cluster.crt", tmp_path / "cluster.key"
-    gen_cluster_cert(cert, key)
-    return {"cert": cert, "key": key}
 
 
 def _stat(pid: int) -> tuple[str, int] | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import psycopg
@@ -15,13 +14,6 @@ from shared.certs import gen_cluster_cert, gen_signed
 from tests.procs import ControlPlane, DataPlane, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@pytest.fixture
-def certs(tmp_path: Path) -> dict[str, Path]:
-    cert, key = tmp_path / "cluster.crt", tmp_path / "cluster.key"
-    gen_cluster_cert(cert, key)
-    return {"cert": cert, "key": key}
 
 
 @pytest.fixture
