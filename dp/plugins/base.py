@@ -9,13 +9,23 @@ override is never called, so a plugin pays only for the phases it uses.
   is sent to the client; may set client headers or replace the response. (Kong's
   `header_filter` is the same point for us: `header_filter` is accepted as an alias.)
 - `log(kong, conf)` — after the response went out; must not fail the request.
+
+WebSocket phases (dp/proxy/upgrade.py, dp/ws/):
+
+- `ws_handshake(kong, conf)` (async) — on an upgrade request, instead of `access` (a plugin
+  without it runs `access` there); `kong` is the HTTP PDK plus `kong.websocket.client` /
+  `.upstream` (`set_max_payload_size`); `kong.response.exit()` refuses the handshake.
+- `ws_client_frame(kong, conf)` / `ws_upstream_frame(kong, conf)` (sync, per frame) — the same
+  per-connection `kong` object, with the in-flight frame on `kong.websocket.client` / `.upstream`.
+- `ws_close(kong, conf)` (sync) — once, when the pair has ended.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-PHASES = ("access", "response", "log")
+PHASES = ("access", "response", "log", "ws_handshake", "ws_client_frame", "ws_upstream_frame",
+          "ws_close")
 
 
 class Plugin:
@@ -30,6 +40,18 @@ class Plugin:
         return None
 
     async def log(self, kong: Any, conf: dict[str, Any]) -> None:  # pragma: no cover
+        return None
+
+    async def ws_handshake(self, kong: Any, conf: dict[str, Any]) -> None:  # pragma: no cover
+        return None
+
+    def ws_client_frame(self, kong: Any, conf: dict[str, Any]) -> None:  # pragma: no cover
+        return None
+
+    def ws_upstream_frame(self, kong: Any, conf: dict[str, Any]) -> None:  # pragma: no cover
+        return None
+
+    def ws_close(self, kong: Any, conf: dict[str, Any]) -> None:  # pragma: no cover
         return None
 
     @classmethod
