@@ -25,6 +25,7 @@ HEALTH = 3  # {"targets": [[upstream_id, target name, healthy], ...]}
 START = 4  # open the listeners (sent after the first config, if any)
 STATS = 5  # {} -> the worker answers STATS
 STOP = 6  # {"drain": seconds}
+METRICS = 7  # {} -> the worker answers METRICS with dp.metrics.COUNTS.snapshot()
 # worker -> main
 READY = 10  # {"listeners": {scheme: port}, "pid": pid}
 APPLIED = 11  # {"version": version}

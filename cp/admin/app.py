@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cp.admin import clustering, config, entities, event_hooks, info, openapi
+from cp.admin import clustering, config, entities, event_hooks, info, metrics, openapi
 from cp.admin.keys import SETTINGS, STORE
 from cp.store import Store, token_digest
 from shared.errors import KongError
@@ -77,4 +77,5 @@ def create_app(store: Store, settings: dict[str, Any] | None = None) -> web.Appl
     event_hooks.add_routes(app)  # before entities: /event-hooks/sources is not a hook key
     entities.add_routes(app)
     openapi.add_routes(app)
+    metrics.add_routes(app)  # /metrics, behind RBAC like the rest
     return app

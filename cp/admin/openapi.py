@@ -353,10 +353,29 @@ def _node_paths() -> dict[str, dict[str, Any]]:
         "/schemas/{name}": get("get_schemas_name", "An entity's schema",
                                {"200": ok, "404": _error("No such entity.")}, [name_param]),
         "/openapi.json": get("get_openapi", "This document", {"200": ok}),
+        "/metrics": get("get_metrics", "This node's Prometheus metrics",
+                        {"200": {"description": "Prometheus text exposition format.",
+                                 "content": {"text/plain": {"schema": {"type": "string"}}}}}),
         "/clustering/data-planes": get(
             "get_clustering_data_planes", "The data planes and the config each one runs",
             {"200": {"description": "Every known data plane.",
                      "content": _content(_list_schema(obj), JSON)}}),
+        "/clustering/data-planes/{id}/events": get(
+            "get_clustering_data_planes_id_events",
+            "Events a data plane sent up (balancer health, rate limits), newest first",
+            {"200": {"description": "A page of events.", "content": _content(_list_schema({
+                "type": "object", "properties": {
+                    "id": {"type": "string", "format": "uuid"}, "source": {"type": "string"},
+                    "event": {"type": "string"}, "data": obj,
+                    "at": {"type": "number", "description": "When it happened (unix time)."},
+                    "received_at": {"type": "number", "description": "When it was stored."},
+                    "boot_id": {"type": "string"}, "seq": {"type": "integer"}}}), JSON)},
+             "400": _error("Invalid size, offset or filter."),
+             "404": _error("No such data plane.")},
+            [_param("id", "path", {"type": "string"}, "The data plane's node id."),
+             *_page_params(None),
+             _param("source", "query", {"type": "string"}, "Only events of this source."),
+             _param("event", "query", {"type": "string"}, "Only events with this name.")]),
         "/clustering/status": get("get_clustering_status",
                                   "Data planes by node id (deprecated shape)", {"200": ok}),
         "/config": {**get(

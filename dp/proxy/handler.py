@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import logging
 import ssl
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from dp.balancer.hashing import hash_key
 from dp.balancer.targets import TCP_FAILURE, TIMEOUT
+from dp.metrics import count_request, observe_upstream
 from dp.plugins.pdk import Exchange, Kong, PluginExit
+from dp.plugins.runtime import NONE
 from dp.proxy import heads, upgrade
 from dp.proxy.http import (
     BAD_UPSTREAM,
@@ -49,29 +52,39 @@ async def handle(conn: ClientConnection, req: Request) -> bool:
     m = state.router.match(req.method, req.host, req.path, req.hmap, conn.sni, conn.scheme,
                            req.upgrade, req.query) if state is not None else None
     if m is None:
+        count_request(None, None, 404)
         return conn.answer(req, 404, NO_ROUTE)
     if m.protocol_error is not None:
+        count_request(m.route, m.service, m.protocol_error)
         return _protocol_error(conn, req, m.protocol_error)
     service = m.service
     if service is None:
+        count_request(m.route, None, 503)
         return conn.answer(req, 503, NO_SERVICE)
     assert state is not None  # there was a match
-    entries = state.plugins.for_route(m.route["id"], service["id"]) if state.plugins else ()
+    entries = state.plugins.for_route(m.route["id"], service["id"]) if state.plugins else NONE
+    if req.upgrade:  # its own plugin phases (ws_handshake) and relay
+        return await upgrade.handle_upgrade(conn, req, m, entries)
     ex = None
     if entries:
         ex = Exchange(req, conn.scheme, conn.client, conn.listen_port, m.route, service)
         try:
             await run_phase(entries, "access", ex, conn.scheme)
         except PluginExit as stop:
-            keep = conn.answer(req, stop.status, stop.message, body=stop.body,
-                               headers=stop.headers)
-            await run_log(entries, ex, conn.scheme, stop.status)
-            return keep
-    if req.upgrade:
-        return await upgrade.handle_upgrade(conn, req, m, ex)
+            return await answer_exit(conn, req, m, entries, ex, stop)
     status, keep = await forward(conn, req, m, service, ex, entries)
-    if ex is not None:
+    count_request(m.route, service, status)
+    if ex is not None and "log" in entries.by_phase:
         await run_log(entries, ex, conn.scheme, status)
+    return keep
+
+
+async def answer_exit(conn: ClientConnection, req: Request, m: Match, entries: Any,
+                      ex: Exchange, stop: PluginExit) -> bool:
+    """A plugin ended the request (`kong.response.exit`): answer it, count it, run `log`."""
+    count_request(m.route, m.service, stop.status)
+    keep = conn.answer(req, stop.status, stop.message, body=stop.body, headers=stop.headers)
+    await run_log(entries, ex, conn.scheme, stop.status)
     return keep
 
 
@@ -86,15 +99,16 @@ def _protocol_error(conn: ClientConnection, req: Request, code: int) -> bool:
 
 async def run_phase(entries: Any, phase: str, ex: Exchange, scheme: str) -> None:
     """Run one phase's handlers by priority; each picks its config with the consumer
-    identified so far (so consumer-scoped configs apply after key-auth ran)."""
-    for entry in entries:
-        if phase not in entry.phases:
-            continue
-        conf = entry.config_for(ex.consumer["id"] if ex.consumer else None)
+    identified so far (so consumer-scoped configs apply after key-auth ran) and gets its
+    own `kong` (cheap: its parts are made on first use)."""
+    for entry, handler in entries.by_phase.get(phase, ()):
+        if entry.by_consumer:
+            conf = entry.config_for(ex.consumer["id"] if ex.consumer else None)
+        else:
+            conf = entry.default
         if conf is None or scheme not in conf.protocols:
             continue
-        kong = Kong(ex, entry.plugin.name)
-        await getattr(entry.plugin, phase)(kong, conf.config)
+        await handler(Kong(ex, entry.plugin.name), conf.config)
 
 
 async def run_log(entries: Any, ex: Exchange, scheme: str, status: int) -> None:
@@ -208,6 +222,7 @@ async def _exchange(conn: ClientConnection, req: Request, m: Match, service: dic
             path = path.partition("?")[0] + (f"?{ex.up_query}" if ex.up_query else "")
     chunked_body = req.body is not None and "content-length" not in req.hmap
     upc.begin((service.get("read_timeout") or 60000) / 1000, head_only=req.method == "HEAD")
+    sent = monotonic()
     upc.write(heads.request_head(req, path, host, conn.client[0], conn.scheme,
                                  conn.listen_port, overrides, chunked_body))
     try:
@@ -228,30 +243,35 @@ async def _exchange(conn: ClientConnection, req: Request, m: Match, service: dic
             balancer.report_failure(target, TCP_FAILURE)
         return 502, conn.answer(req, 502, BAD_UPSTREAM)
     status = upc.status
+    observe_upstream(service, monotonic() - sent)
     if target is not None:
         balancer.report_status(target, status)
     changes = None
     if ex is not None:
         ex.resp_status, ex.resp_headers = status, upc.headers
-        try:
-            await run_phase(entries, "response", ex, conn.scheme)
-        except PluginExit as stop:
-            upc.close()
-            return stop.status, conn.answer(req, stop.status, stop.message, body=stop.body,
-                                            headers=stop.headers)
+        if "response" in entries.by_phase:
+            try:
+                await run_phase(entries, "response", ex, conn.scheme)
+            except PluginExit as stop:
+                upc.close()
+                return stop.status, conn.answer(req, stop.status, stop.message,
+                                                body=stop.body, headers=stop.headers)
         changes = ex.resp_set or None
     if req.set_cookie is not None:
         changes = _add_set_cookie(changes, upc.headers, req.set_cookie)
     return await _stream_back(conn, req, upc, status, changes, server)
 
 
-def _add_set_cookie(changes: Any, upstream_headers: list[tuple[bytes, bytes]],
-                    cookie: str) -> dict[str, tuple[str, list[str] | None]]:
+def _add_set_cookie(changes: dict[bytes, str] | None,
+                    upstream_headers: list[tuple[bytes, bytes]], cookie: str
+                    ) -> dict[bytes, str]:
     """Add our Set-Cookie after the ones the upstream (or a plugin) already set."""
     out = dict(changes or {})
-    name, values = out.get("set-cookie") or ("Set-Cookie", [
-        v.decode("latin-1") for n, v in upstream_headers if n.lower() == b"set-cookie"])
-    out["set-cookie"] = (name, [*(values or []), cookie])
+    lines = out.get(b"set-cookie")
+    if lines is None:
+        lines = "".join(f"Set-Cookie: {v.decode('latin-1')}\r\n" for n, v in upstream_headers
+                        if n.lower() == b"set-cookie")
+    out[b"set-cookie"] = f"{lines}Set-Cookie: {cookie}\r\n"
     return out
 
 
