@@ -16,6 +16,7 @@ from cp import migrate
 from cp.admin.app import create_app
 from cp.admin.event_hooks import HOOKS
 from cp.admin.keys import CLUSTER
+from cp.cluster.dp_events import DataPlaneEvents
 from cp.cluster.server import Cluster, start_cluster
 from cp.hooks.config import HooksConfig
 from cp.hooks.engine import HookEngine
@@ -97,7 +98,12 @@ async def _start_cluster(
     handshakes = HandshakeFailureLog()
     handshakes.start()
     stack.callback(handshakes.stop)
-    cluster = await start_cluster(dsn, store.pool, tls, settings.cluster_listen, settings.node_id)
+    if settings.dp_events_retention <= 0:
+        raise BadSetting("dp_events_retention must be a positive number of seconds")
+    events = DataPlaneEvents(store.pool, retention=settings.dp_events_retention,
+                             hook_retry_period=settings.event_hooks_retry_period)
+    cluster = await start_cluster(dsn, store.pool, tls, settings.cluster_listen, settings.node_id,
+                                  events)
     stack.push_async_callback(cluster.stop)
     return cluster
 
@@ -121,7 +127,7 @@ async def start_hooks(settings: CPSettings, dsn: str, app: web.Application,
     app[HOOKS].attach(config, ctx)
     worker = WorkerSupervisor(WorkerSpec(
         dsn=dsn, config=config, node_id=settings.node_id, log_format=settings.log_format,
-        nice=int(settings.event_hooks_nice)))
+        nice=int(settings.event_hooks_nice)), counts=ctx.deliveries)  # for /metrics
     await worker.start()
     stack.push_async_callback(worker.stop)
 

@@ -67,8 +67,8 @@ class BroadcastingQueue(EventQueue):
         super().__init__(maxlen)
         self.broadcast: Callable[[list[HealthRow]], None] | None = None
 
-    def put(self, source: str, event: str, data: dict[str, Any]) -> None:
-        super().put(source, event, data)
+    def put(self, source: str, event: str, data: dict[str, Any], at: float | None = None) -> None:
+        super().put(source, event, data, at)
         if source == "balancer" and event == "health" and self.broadcast is not None:
             self.broadcast([[data["upstream_id"], data["hostname"], data["port"],
                              data["health"] == "healthy"]])

@@ -28,6 +28,9 @@ class DPSettings:
     labels: dict[str, str] = field(default_factory=dict)
     plugins: str = "bundled"  # Kong's `plugins`: "bundled" or a comma-separated list
     log_format: str = "text"
+    # Events (balancer health, rate limits) held for the control plane, sent or not, until it
+    # acknowledges them; beyond this the oldest are dropped and counted (/status `events`).
+    event_queue_size: int = 10_000
 
     @classmethod
     def from_sources(cls, args: Any = None, env: dict[str, str] | None = None) -> DPSettings:

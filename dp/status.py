@@ -4,6 +4,7 @@
 stays 200 when the control plane goes away; `/health` answers plain probes with 200 OK. In DB-less
 standalone mode `POST /config` replaces the declarative config, as on Kong's DB-less admin API.
 With proxy worker processes, /status sums their counters and lists each (`proxy.workers`).
+`/metrics` serves Prometheus metrics (dp/scrape.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from dp.scrape import endpoint as metrics_endpoint
 from shared.errors import KongError
 
 if TYPE_CHECKING:
@@ -41,8 +43,9 @@ async def status(request: web.Request) -> web.Response:
         },
     }
     body["proxy"] = await node.proxy_status()
-    body["events"] = {"queued": len(node.events), "total": node.events.total,
-                      "dropped": node.events.dropped}
+    # queued: not yet acknowledged by the control plane (unacked of them sent); dropped: pushed
+    # out by the `event_queue_size` bound while the control plane was away or slow.
+    body["events"] = node.events.stats()
     if node.client is not None:
         link = node.client.status
         body["control_plane"] = {
@@ -104,5 +107,6 @@ def status_app(node: DataPlaneNode) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/config", get_config)
     app.router.add_get("/upstreams/{upstream}/health", upstream_health)
+    app.router.add_get("/metrics", metrics_endpoint(node))
     app.router.add_post("/config", post_config)
     return app

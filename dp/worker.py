@@ -19,9 +19,10 @@ import os
 import signal
 import socket
 import sys
+import time
 from typing import Any
 
-from dp import ipc
+from dp import ipc, metrics
 from dp.events import EventQueue
 from dp.health_sync import adopt
 from dp.proxy.server import ProxyServer
@@ -39,9 +40,10 @@ class ForwardingQueue(EventQueue):
         super().__init__(maxlen=1)
         self.channel = channel
 
-    def put(self, source: str, event: str, data: dict[str, Any]) -> None:
+    def put(self, source: str, event: str, data: dict[str, Any], at: float | None = None) -> None:
         self.total += 1
-        self.channel.send_json(ipc.EVENT, {"source": source, "event": event, "data": data})
+        self.channel.send_json(ipc.EVENT, {"source": source, "event": event, "data": data,
+                                           "at": time.time() if at is None else at})
 
 
 class Worker:
@@ -105,6 +107,8 @@ class Worker:
             self.channel.send_json(ipc.STATS, {
                 "connections": proxy.connections, "requests": proxy.requests,
                 "version": proxy.state.version if proxy.state else None})
+        elif kind == ipc.METRICS:
+            self.channel.send_json(ipc.METRICS, metrics.COUNTS.snapshot())
         elif kind == ipc.STOP:
             self.drain_for = float(json.loads(payload).get("drain", ORPHAN_DRAIN))
             self.stopping.set()

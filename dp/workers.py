@@ -5,7 +5,8 @@ main process runs an event loop and the cluster link's TLS state, which a fork w
 one unix socket pair to the main process. The pool sends every worker the current config when it
 starts and each new one as it is applied (encoded once, see dp/ipc.py), plus target health
 decided here (dp/health_sync.py); it collects the workers' events into the node's one event
-queue and their request counters for /status. A worker that exits is logged and started again
+queue, their request counters for /status and their traffic counters for /metrics
+(dp/metrics.py). A worker that exits is logged and started again
 (with a growing delay if it keeps dying at once); `stop()` asks every worker to drain and waits
 for them up to a deadline, then kills what is left.
 """
@@ -29,6 +30,7 @@ from dp import ipc
 from dp.balancer import Balancers
 from dp.events import EventQueue
 from dp.health_sync import HealthRow, apply_reported, health_rows
+from dp.metrics import Counts
 from dp.running import Snapshot
 
 log = logging.getLogger("tidegate.dp.workers")
@@ -50,6 +52,8 @@ class WorkerHandle:
     served: bool = False  # has listened with a config at least once (stays true)
     stats: dict[str, Any] = field(default_factory=dict)
     waiter: asyncio.Future[None] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)  # its last Counts.snapshot()
+    metrics_waiter: asyncio.Future[None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -74,6 +78,7 @@ class WorkerPool:
         self.ports: dict[str, int] = {}
         self._config: bytes | None = None
         self._stopping = asyncio.Event()
+        self.retired = Counts()  # what exited workers had counted (counters never go back)
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- what the node calls -----------------------------------------------------------
@@ -115,6 +120,26 @@ class WorkerPool:
             waiting.append(w.waiter)
         if waiting:
             await asyncio.wait(waiting, timeout=STATS_TIMEOUT)
+
+    async def traffic(self) -> Counts:
+        """The workers' traffic counters, summed: each live worker's as it answers now (its last
+        answer if it is slow), plus those of workers that exited."""
+        loop = asyncio.get_running_loop()
+        waiting = []
+        for w in self.workers:
+            if w.channel is None or not w.alive:
+                continue
+            if w.metrics_waiter is None or w.metrics_waiter.done():
+                w.metrics_waiter = loop.create_future()
+                w.send(ipc.METRICS, b"{}")
+            waiting.append(w.metrics_waiter)
+        if waiting:
+            await asyncio.wait(waiting, timeout=STATS_TIMEOUT)
+        total = Counts()
+        total.add(self.retired.snapshot())
+        for w in self.workers:
+            total.add(w.metrics)
+        return total
 
     def status(self) -> list[dict[str, Any]]:
         return [{"index": w.index, "pid": w.pid, "alive": w.alive, "listening": w.listening,
@@ -164,6 +189,10 @@ class WorkerPool:
                     w.channel = None
                 if w.waiter is not None and not w.waiter.done():
                     w.waiter.set_result(None)
+                self.retired.add(w.metrics)
+                w.metrics = {}
+                if w.metrics_waiter is not None and not w.metrics_waiter.done():
+                    w.metrics_waiter.set_result(None)
             if self._stopping.is_set():
                 return
             w.restarts += 1
@@ -220,12 +249,16 @@ class WorkerPool:
                 w.stats = body
                 if w.waiter is not None and not w.waiter.done():
                     w.waiter.set_result(None)
+            elif kind == ipc.METRICS:
+                w.metrics = body
+                if w.metrics_waiter is not None and not w.metrics_waiter.done():
+                    w.metrics_waiter.set_result(None)
 
     def _event(self, body: dict[str, Any]) -> None:
         if body.get("source") == "balancer" and body.get("event") == "health":
             apply_reported(self.balancers, body["data"])  # queued (once) if it is news here
         else:
-            self.events.put(body["source"], body["event"], body["data"])
+            self.events.put(body["source"], body["event"], body["data"], body.get("at"))
 
     @staticmethod
     def _health_frame(rows: list[HealthRow]) -> bytes:

@@ -19,6 +19,12 @@ DP_TYPES = tuple(name for name, schema in ENTITIES.items() if schema.to_data_pla
 _MOD = 2**128
 
 
+def streamed(entity_type: str, entity: dict[str, Any]) -> bool:
+    """Whether a control plane streams this entity to data planes (see data_plane_filter)."""
+    keep = ENTITIES[entity_type].data_plane_filter
+    return keep is None or keep(entity)
+
+
 def canonical(entity: dict[str, Any]) -> bytes:
     return json.dumps(entity, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 

@@ -6,6 +6,8 @@ Served by `/event-hooks/sources`, checked when an event hook is saved, and used 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 CRUD_FIELDS = ["operation", "entity", "old_entity", "schema"]
@@ -51,3 +53,11 @@ def check_source_event(source: str, event: str | None) -> dict[str, str] | None:
         shown = ", ".join(names) if len(names) <= 12 else ", ".join(names[:12]) + ", ..."
         return {"event": f"source '{source}' has no '{event}' event; expected one of: {shown}"}
     return None
+
+
+def digest(source: str, event: str, data: dict[str, Any]) -> str:
+    """An event's identity for `on_change` (both planes): MD5 over the source's `unique` fields
+    when it defines them (rate-limiting-advanced: consumer, ip, service), else the whole payload."""
+    unique = (catalogue().get(source, {}).get(event) or {}).get("unique")
+    subject = {k: data.get(k) for k in unique} if unique else data
+    return hashlib.md5(json.dumps(subject, sort_keys=True, default=str).encode()).hexdigest()

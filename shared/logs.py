@@ -1,4 +1,6 @@
-"""Logging set-up shared by both planes: every line names its plane and node."""
+"""Logging set-up shared by both planes: every line names its plane and node; and the one line
+shape of the `log` event-hook handler, which runs on the CP (crud, dao:crud) or on the DP
+(balancer, rate-limiting-advanced)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import json
 import logging
 import sys
 import time
+from typing import Any
 
 
 class _JsonFormatter(logging.Formatter):
@@ -29,6 +32,17 @@ class _JsonFormatter(logging.Formatter):
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
+
+
+def log_hook_event(logger: logging.Logger, plane: str, hook_id: Any,
+                   payload: dict[str, Any]) -> None:
+    """The `log` handler's line: event, source, hook id and payload; with `--log-format json`
+    they (and the plane) are keys of the JSON line, next to the formatter's node_id."""
+    source, event = payload.get("source"), payload.get("event")
+    logger.info("log callback: event=%s source=%s hook=%s payload=%s", event, source, hook_id,
+                json.dumps(payload, sort_keys=True, default=str),
+                extra={"fields": {"plane": plane, "source": source, "event": event,
+                                  "hook_id": hook_id, "handler": "log", "payload": payload}})
 
 
 def setup_logging(plane: str, node_id: str, fmt: str = "text", level: int = logging.INFO) -> None:

@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from cp.cluster.state import ClusterState
 from cp.store import NOTIFY_CHANNEL
-from shared.config_set import DP_TYPES, ConfigSet
+from shared.config_set import DP_TYPES, ConfigSet, streamed
 
 log = logging.getLogger("tidegate.cluster")
 
@@ -38,7 +38,8 @@ async def load_state(pool: AsyncConnectionPool) -> ClusterState:
         for entity_type in DP_TYPES:
             cur = await conn.execute(f"SELECT entity FROM {entity_type}")
             for (entity,) in await cur.fetchall():
-                config.upsert(entity_type, entity)
+                if streamed(entity_type, entity):
+                    config.upsert(entity_type, entity)
     assert epoch_row is not None and version_row is not None
     return ClusterState(str(epoch_row[0]), int(version_row[0]), config)
 

@@ -52,6 +52,12 @@ def heartbeat(version: str) -> bytes:
     return encode(pb.ControlPlaneMessage(heartbeat=pb.Heartbeat(config_version=version)))
 
 
+def event_ack(boot_id: str, up_to_seq: int) -> bytes:
+    """The data plane's events of `boot_id` up to `up_to_seq` are stored: it may forget them."""
+    return encode(pb.ControlPlaneMessage(event_ack=pb.EventAck(boot_id=boot_id,
+                                                               up_to_seq=up_to_seq)))
+
+
 def rejection(reason: str, sync_status: str) -> bytes:
     return encode(pb.ControlPlaneMessage(rejection=pb.Rejection(
         reason=reason, sync_status=sync_status)))

@@ -33,6 +33,8 @@ class DataPlane:
     config_hash: str = ""
     sync_status: str = "unknown"
     last_nack: str | None = None
+    events_dropped: int = 0  # the data plane's event queue, as its last status said
+    events_buffered: int = 0
     last_seen: float = field(default_factory=time.time)
     written_at: float = 0.0
 
@@ -45,6 +47,7 @@ class DataPlane:
             "last_nack": self.last_nack, "labels": Jsonb(self.labels),
             "cert_expiry": self.cert_expiry, "cp_node_id": cp_node_id,
             "connected": connected, "last_seen": int(self.last_seen), "updated_at": now,
+            "events_dropped": self.events_dropped, "events_buffered": self.events_buffered,
         }
 
 
@@ -77,7 +80,8 @@ class Registry:
                                (int(time.time()) - purge_delay,))
             cur = await conn.execute(
                 "SELECT id, hostname, ip, version, sync_status, config_hash, acked_version, "
-                "last_nack, labels, cert_expiry, connected, last_seen, updated_at, cp_node_id "
+                "last_nack, labels, cert_expiry, connected, last_seen, updated_at, cp_node_id, "
+                "events_dropped, events_buffered "
                 "FROM clustering_data_planes ORDER BY id")
             names = [d.name for d in cur.description or []]
             return [dict(zip(names, r, strict=True)) for r in await cur.fetchall()]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import grpc
 from psycopg_pool import AsyncConnectionPool
 
+from cp.cluster.dp_events import DataPlaneEvents
 from cp.cluster.feed import ChangeFeed, load_state
 from cp.cluster.registry import Registry
 from cp.cluster.service import ClusterService
@@ -38,25 +39,33 @@ class Cluster:
     server: grpc.aio.Server
     port: int
     feed_task: asyncio.Task[None]
+    events: DataPlaneEvents
+    prune_task: asyncio.Task[None]
 
     async def stop(self, grace: float = 5.0) -> None:
         self.feed_task.cancel()
+        self.prune_task.cancel()
         await self.server.stop(grace)
 
 
 async def start_cluster(
     dsn: str, pool: AsyncConnectionPool, tls: ClusterTLS, listen: str, node_id: str,
+    events: DataPlaneEvents | None = None,
 ) -> Cluster:
+    """`events`: where data planes' events are stored (its retention, the hooks' retry period);
+    default settings when not given."""
     state = await load_state(pool)
     registry = Registry(pool, node_id)
     feed = ChangeFeed(dsn, pool, state)
+    events = events or DataPlaneEvents(pool)
     server = grpc.aio.server(interceptors=[PeerCheckInterceptor(tls)], options=SERVER_OPTIONS)
-    server.add_generic_rpc_handlers((ClusterService(state, registry).handler(),))
+    server.add_generic_rpc_handlers((ClusterService(state, registry, events).handler(),))
     port = server.add_secure_port(listen, server_credentials(tls))
     if port == 0:
         raise OSError(f"cannot listen on {listen} for the cluster")
     await server.start()
     task = asyncio.create_task(feed.run(), name="change-feed")
+    prune = asyncio.create_task(events.prune_forever(), name="dp-events-prune")
     log.info("cluster listener (mTLS gRPC, %s mode) on %s, config version %s", tls.mode,
              listen.rsplit(":", 1)[0] + f":{port}", state.version_string)
-    return Cluster(state, registry, feed, server, port, task)
+    return Cluster(state, registry, feed, server, port, task, events, prune)

@@ -4,6 +4,11 @@ A session sends at most one update at a time and waits for its ACK or NACK; chan
 meanwhile are merged into the next update. A data plane that is current gets nothing, one that is
 behind gets a delta from its version, one the history cannot serve (or another epoch, or a hash
 that did not match after a delta) gets a chunked snapshot.
+
+Event batches are stored (cp/cluster/dp_events.py) in the order they arrive and each is
+acknowledged only after its transaction committed. When one cannot be stored the stream is ended
+(UNAVAILABLE) instead of acknowledging later batches past the gap: the data plane reconnects and
+resends everything unacknowledged.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from typing import Any
 import grpc
 
 from cp.cluster import messages
+from cp.cluster.dp_events import DataPlaneEvents, EventStoreError
 from cp.cluster.registry import DataPlane, Registry
 from cp.cluster.state import ClusterState, parse_version
+from cp.metrics import sync_metrics
 from shared import __version__
 from shared.certs import cert_info_from_pem
 from shared.proto_gen import cluster_pb2 as pb
@@ -95,6 +102,7 @@ class Session:
         if kind == "ack":
             expected = self.in_flight
             self.in_flight = None
+            sync_metrics(self.registry).acked(dp, msg.ack.version)  # before config_version moves
             dp.config_version, dp.config_hash = msg.ack.version, msg.ack.hash
             if expected and (msg.ack.version, msg.ack.hash) != expected[:2]:
                 self.want_snapshot = True  # it applied something else: resynchronise
@@ -104,6 +112,7 @@ class Session:
             expected = self.in_flight
             self.in_flight = None
             dp.last_nack = msg.nack.error_detail or "rejected without a reason"
+            sync_metrics(self.registry).nacked(dp)
             log.warning("data plane %s (%s) rejected config %s: %s", dp.hostname, dp.node_id,
                         expected[0] if expected else "?", dp.last_nack)
             if expected and not expected[2]:
@@ -115,7 +124,10 @@ class Session:
         elif kind == "status":
             dp.config_version = msg.status.config_version or dp.config_version
             dp.config_hash = msg.status.config_hash or dp.config_hash
-            await self.registry.save(dp, force=False)
+            dropped = int(msg.status.events_dropped)
+            news = dropped != dp.events_dropped  # losses are shown at once, not in 10 s
+            dp.events_dropped, dp.events_buffered = dropped, int(msg.status.events_buffered)
+            await self.registry.save(dp, force=news)
 
 
 def _peer_ip(context: grpc.aio.ServicerContext) -> str:
@@ -137,8 +149,10 @@ def _cert_expiry(context: grpc.aio.ServicerContext) -> int | None:
 
 
 class ClusterService:
-    def __init__(self, state: ClusterState, registry: Registry) -> None:
+    def __init__(self, state: ClusterState, registry: Registry,
+                 events: DataPlaneEvents | None = None) -> None:
         self.state, self.registry = state, registry
+        self.events = events
         self.cache = messages.UpdateCache()
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -177,6 +191,10 @@ class ClusterService:
         try:
             async for chunk in self._serve(session, inbox):
                 yield chunk
+        except EventStoreError as exc:
+            log.warning("data plane %s (%s): %s; ending its stream so it resends", dp.hostname,
+                        dp.node_id, exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         finally:
             reader.cancel()
             self.registry.connected.pop(dp.node_id, None)
@@ -220,8 +238,14 @@ class ClusterService:
                 return
             last_heard = time.monotonic()
             await session.handle(msg)
-            if msg.WhichOneof("kind") == "status":
+            kind = msg.WhichOneof("kind")
+            if kind == "status":
                 yield messages.heartbeat(self.state.version_string)
+            elif kind == "event_batch" and self.events is not None:
+                batch = msg.event_batch
+                up_to = await self.events.store(dp.node_id, batch)  # durable before the ack
+                if up_to:
+                    yield messages.event_ack(batch.boot_id, up_to)
 
     async def _next_event(self, inbox: asyncio.Queue[Any], timeout: float) -> Any:
         """The next message from the data plane, False when the config version moved, or

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from shared.config_set import DP_TYPES, ConfigSet
+from shared.config_set import DP_TYPES, ConfigSet, streamed
 
 HISTORY = 20_000  # change-log rows kept for deltas
 
@@ -61,6 +61,8 @@ class ClusterState:
             if row["entity_type"] not in DP_TYPES:
                 continue
             entity = row["new_entity"]
+            if entity is not None and not streamed(row["entity_type"], entity):
+                entity = None  # no longer for data planes: a removal for them
             if entity is None:
                 self.config.remove(row["entity_type"], row["entity_id"])
             else:

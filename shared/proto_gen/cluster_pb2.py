@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rcluster.proto\x12\x13tidegate.cluster.v1\"\x82\x02\n\x10\x44\x61taPlaneMessage\x12+\n\x05hello\x18\x01 \x01(\x0b\x32\x1a.tidegate.cluster.v1.HelloH\x00\x12\'\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x18.tidegate.cluster.v1.AckH\x00\x12)\n\x04nack\x18\x03 \x01(\x0b\x32\x19.tidegate.cluster.v1.NackH\x00\x12-\n\x06status\x18\x04 \x01(\x0b\x32\x1b.tidegate.cluster.v1.StatusH\x00\x12\x36\n\x0b\x65vent_batch\x18\x05 \x01(\x0b\x32\x1f.tidegate.cluster.v1.EventBatchH\x00\x42\x06\n\x04kind\"\xfd\x01\n\x05Hello\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12,\n\x07plugins\x18\x04 \x03(\x0b\x32\x1b.tidegate.cluster.v1.Plugin\x12\x36\n\x06labels\x18\x05 \x03(\x0b\x32&.tidegate.cluster.v1.Hello.LabelsEntry\x12\x16\n\x0e\x63onfig_version\x18\x06 \x01(\t\x12\x13\n\x0b\x63onfig_hash\x18\x07 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\'\n\x06Plugin\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"$\n\x03\x41\x63k\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04hash\x18\x02 \x01(\t\"-\n\x04Nack\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x14\n\x0c\x65rror_detail\x18\x02 \x01(\t\"f\n\x06Status\x12\x16\n\x0e\x63onfig_version\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_hash\x18\x02 \x01(\t\x12\x16\n\x0e\x65vents_dropped\x18\x03 \x01(\x04\x12\x17\n\x0f\x65vents_buffered\x18\x04 \x01(\x04\"\\\n\nEventBatch\x12\x0f\n\x07\x62oot_id\x18\x01 \x01(\t\x12\x11\n\tfirst_seq\x18\x02 \x01(\x04\x12*\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x1a.tidegate.cluster.v1.Event\"C\n\x05\x45vent\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\n\n\x02ts\x18\x04 \x01(\x01\"\xa6\x02\n\x13\x43ontrolPlaneMessage\x12<\n\x0esnapshot_chunk\x18\x01 \x01(\x0b\x32\".tidegate.cluster.v1.SnapshotChunkH\x00\x12+\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x1a.tidegate.cluster.v1.DeltaH\x00\x12\x33\n\trejection\x18\x03 \x01(\x0b\x32\x1e.tidegate.cluster.v1.RejectionH\x00\x12\x32\n\tevent_ack\x18\x04 \x01(\x0b\x32\x1d.tidegate.cluster.v1.EventAckH\x00\x12\x33\n\theartbeat\x18\x05 \x01(\x0b\x32\x1e.tidegate.cluster.v1.HeartbeatH\x00\x42\x06\n\x04kind\"#\n\tHeartbeat\x12\x16\n\x0e\x63onfig_version\x18\x01 \x01(\t\"Z\n\rSnapshotChunk\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04hash\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\r\x12\r\n\x05total\x18\x04 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"\xa6\x01\n\x05\x44\x65lta\x12\x14\n\x0c\x66rom_version\x18\x01 \x01(\t\x12\x12\n\nto_version\x18\x02 \x01(\t\x12\x15\n\rexpected_hash\x18\x03 \x01(\t\x12,\n\x07upserts\x18\x04 \x03(\x0b\x32\x1b.tidegate.cluster.v1.Upsert\x12.\n\x08removals\x18\x05 \x03(\x0b\x32\x1c.tidegate.cluster.v1.Removal\"7\n\x06Upsert\x12\x13\n\x0b\x65ntity_type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04json\x18\x03 \x01(\x0c\"*\n\x07Removal\x12\x13\n\x0b\x65ntity_type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"0\n\tRejection\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x13\n\x0bsync_status\x18\x02 \x01(\t\".\n\x08\x45ventAck\x12\x0f\n\x07\x62oot_id\x18\x01 \x01(\t\x12\x11\n\tup_to_seq\x18\x02 \x01(\x04\x32i\n\x07\x43luster\x12^\n\x07\x43onnect\x12%.tidegate.cluster.v1.DataPlaneMessage\x1a(.tidegate.cluster.v1.ControlPlaneMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rcluster.proto\x12\x13tidegate.cluster.v1\"\x82\x02\n\x10\x44\x61taPlaneMessage\x12+\n\x05hello\x18\x01 \x01(\x0b\x32\x1a.tidegate.cluster.v1.HelloH\x00\x12\'\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x18.tidegate.cluster.v1.AckH\x00\x12)\n\x04nack\x18\x03 \x01(\x0b\x32\x19.tidegate.cluster.v1.NackH\x00\x12-\n\x06status\x18\x04 \x01(\x0b\x32\x1b.tidegate.cluster.v1.StatusH\x00\x12\x36\n\x0b\x65vent_batch\x18\x05 \x01(\x0b\x32\x1f.tidegate.cluster.v1.EventBatchH\x00\x42\x06\n\x04kind\"\xfd\x01\n\x05Hello\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12,\n\x07plugins\x18\x04 \x03(\x0b\x32\x1b.tidegate.cluster.v1.Plugin\x12\x36\n\x06labels\x18\x05 \x03(\x0b\x32&.tidegate.cluster.v1.Hello.LabelsEntry\x12\x16\n\x0e\x63onfig_version\x18\x06 \x01(\t\x12\x13\n\x0b\x63onfig_hash\x18\x07 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\'\n\x06Plugin\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"$\n\x03\x41\x63k\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04hash\x18\x02 \x01(\t\"-\n\x04Nack\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x14\n\x0c\x65rror_detail\x18\x02 \x01(\t\"f\n\x06Status\x12\x16\n\x0e\x63onfig_version\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_hash\x18\x02 \x01(\t\x12\x16\n\x0e\x65vents_dropped\x18\x03 \x01(\x04\x12\x17\n\x0f\x65vents_buffered\x18\x04 \x01(\x04\"\x80\x01\n\nEventBatch\x12\x0f\n\x07\x62oot_id\x18\x01 \x01(\t\x12\x11\n\tfirst_seq\x18\x02 \x01(\x04\x12*\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x1a.tidegate.cluster.v1.Event\x12\x13\n\x0b\x65vents_json\x18\x04 \x01(\x0c\x12\r\n\x05\x63ount\x18\x05 \x01(\r\"C\n\x05\x45vent\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\n\n\x02ts\x18\x04 \x01(\x01\"\xa6\x02\n\x13\x43ontrolPlaneMessage\x12<\n\x0esnapshot_chunk\x18\x01 \x01(\x0b\x32\".tidegate.cluster.v1.SnapshotChunkH\x00\x12+\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x1a.tidegate.cluster.v1.DeltaH\x00\x12\x33\n\trejection\x18\x03 \x01(\x0b\x32\x1e.tidegate.cluster.v1.RejectionH\x00\x12\x32\n\tevent_ack\x18\x04 \x01(\x0b\x32\x1d.tidegate.cluster.v1.EventAckH\x00\x12\x33\n\theartbeat\x18\x05 \x01(\x0b\x32\x1e.tidegate.cluster.v1.HeartbeatH\x00\x42\x06\n\x04kind\"#\n\tHeartbeat\x12\x16\n\x0e\x63onfig_version\x18\x01 \x01(\t\"Z\n\rSnapshotChunk\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04hash\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\r\x12\r\n\x05total\x18\x04 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"\xa6\x01\n\x05\x44\x65lta\x12\x14\n\x0c\x66rom_version\x18\x01 \x01(\t\x12\x12\n\nto_version\x18\x02 \x01(\t\x12\x15\n\rexpected_hash\x18\x03 \x01(\t\x12,\n\x07upserts\x18\x04 \x03(\x0b\x32\x1b.tidegate.cluster.v1.Upsert\x12.\n\x08removals\x18\x05 \x03(\x0b\x32\x1c.tidegate.cluster.v1.Removal\"7\n\x06Upsert\x12\x13\n\x0b\x65ntity_type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04json\x18\x03 \x01(\x0c\"*\n\x07Removal\x12\x13\n\x0b\x65ntity_type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"0\n\tRejection\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x13\n\x0bsync_status\x18\x02 \x01(\t\".\n\x08\x45ventAck\x12\x0f\n\x07\x62oot_id\x18\x01 \x01(\t\x12\x11\n\tup_to_seq\x18\x02 \x01(\x04\x32i\n\x07\x43luster\x12^\n\x07\x43onnect\x12%.tidegate.cluster.v1.DataPlaneMessage\x1a(.tidegate.cluster.v1.ControlPlaneMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,26 +47,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NACK']._serialized_end=679
   _globals['_STATUS']._serialized_start=681
   _globals['_STATUS']._serialized_end=783
-  _globals['_EVENTBATCH']._serialized_start=785
-  _globals['_EVENTBATCH']._serialized_end=877
-  _globals['_EVENT']._serialized_start=879
-  _globals['_EVENT']._serialized_end=946
-  _globals['_CONTROLPLANEMESSAGE']._serialized_start=949
-  _globals['_CONTROLPLANEMESSAGE']._serialized_end=1243
-  _globals['_HEARTBEAT']._serialized_start=1245
-  _globals['_HEARTBEAT']._serialized_end=1280
-  _globals['_SNAPSHOTCHUNK']._serialized_start=1282
-  _globals['_SNAPSHOTCHUNK']._serialized_end=1372
-  _globals['_DELTA']._serialized_start=1375
-  _globals['_DELTA']._serialized_end=1541
-  _globals['_UPSERT']._serialized_start=1543
-  _globals['_UPSERT']._serialized_end=1598
-  _globals['_REMOVAL']._serialized_start=1600
-  _globals['_REMOVAL']._serialized_end=1642
-  _globals['_REJECTION']._serialized_start=1644
-  _globals['_REJECTION']._serialized_end=1692
-  _globals['_EVENTACK']._serialized_start=1694
-  _globals['_EVENTACK']._serialized_end=1740
-  _globals['_CLUSTER']._serialized_start=1742
-  _globals['_CLUSTER']._serialized_end=1847
+  _globals['_EVENTBATCH']._serialized_start=786
+  _globals['_EVENTBATCH']._serialized_end=914
+  _globals['_EVENT']._serialized_start=916
+  _globals['_EVENT']._serialized_end=983
+  _globals['_CONTROLPLANEMESSAGE']._serialized_start=986
+  _globals['_CONTROLPLANEMESSAGE']._serialized_end=1280
+  _globals['_HEARTBEAT']._serialized_start=1282
+  _globals['_HEARTBEAT']._serialized_end=1317
+  _globals['_SNAPSHOTCHUNK']._serialized_start=1319
+  _globals['_SNAPSHOTCHUNK']._serialized_end=1409
+  _globals['_DELTA']._serialized_start=1412
+  _globals['_DELTA']._serialized_end=1578
+  _globals['_UPSERT']._serialized_start=1580
+  _globals['_UPSERT']._serialized_end=1635
+  _globals['_REMOVAL']._serialized_start=1637
+  _globals['_REMOVAL']._serialized_end=1679
+  _globals['_REJECTION']._serialized_start=1681
+  _globals['_REJECTION']._serialized_end=1729
+  _globals['_EVENTACK']._serialized_start=1731
+  _globals['_EVENTACK']._serialized_end=1777
+  _globals['_CLUSTER']._serialized_start=1779
+  _globals['_CLUSTER']._serialized_end=1884
 # @@protoc_insertion_point(module_scope)

@@ -82,14 +82,18 @@ class Status(_message.Message):
     def __init__(self, config_version: _Optional[str] = ..., config_hash: _Optional[str] = ..., events_dropped: _Optional[int] = ..., events_buffered: _Optional[int] = ...) -> None: ...
 
 class EventBatch(_message.Message):
-    __slots__ = ("boot_id", "first_seq", "events")
+    __slots__ = ("boot_id", "first_seq", "events", "events_json", "count")
     BOOT_ID_FIELD_NUMBER: _ClassVar[int]
     FIRST_SEQ_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
     boot_id: str
     first_seq: int
     events: _containers.RepeatedCompositeFieldContainer[Event]
-    def __init__(self, boot_id: _Optional[str] = ..., first_seq: _Optional[int] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+    events_json: bytes
+    count: int
+    def __init__(self, boot_id: _Optional[str] = ..., first_seq: _Optional[int] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., events_json: _Optional[bytes] = ..., count: _Optional[int] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("source", "event", "payload", "ts")

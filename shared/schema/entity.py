@@ -33,7 +33,9 @@ class EntitySchema:
     checks: entity-level rules; each returns field errors or None.
     shorthands: input-only fields expanded into real ones (service `url`).
     parent_check: rule between an entity and a referenced parent (route vs service protocols).
-    to_data_plane: whether data planes receive this entity.
+    to_data_plane: whether data planes receive this entity type.
+    data_plane_filter: which entities of such a type a control plane streams to data planes
+      (None: all of them); event_hooks sends only what a data plane runs itself.
     admin_path: the Admin API collection when it is not the table name with `_` → `-`
       (`keyauth_credentials` is served at `/key-auths`).
     nested_path: the collection under a parent when it differs from admin_path
@@ -48,6 +50,7 @@ class EntitySchema:
     shorthands: dict[str, Shorthand] = field(default_factory=dict)
     parent_check: ParentCheck | None = None
     to_data_plane: bool = True
+    data_plane_filter: Callable[[dict[str, Any]], bool] | None = None
     description: str = ""
     admin_path: str | None = None
     nested_path: str | None = None

@@ -1,0 +1,394 @@
+"""Event uplink figures: a data plane's events through the real uplink into a real control plane.
+
+    .venv/bin/python bench/events.py [--rate 1000] [--paced 5000] [--burst 100000]
+                                     [--duration 5] [--rounds 3] [--flood-rate 5000]
+                                     [--cp-nice 10]
+
+A real `tidegate cp start` (its own embedded PostgreSQL under /tmp) and, in this process, the
+data plane's real uplink: dp.events.EventQueue and dp.cluster_client.ClusterClient over mTLS.
+Prints:
+
+  latency     --paced events put at --rate/s: put -> stored (the row's received_at, same clock)
+              and put -> acknowledged (the EventAck back at the data plane: stored and
+              committed), p50 / p99 / max
+  throughput  --burst events put as fast as the loop can (1 000 per loop turn, as a flood of
+              rate-limit events would arrive): events/s from the first put to the last ACK
+              (goal >= 10 000/s), the batches it took, CPU seconds of the CP and of PostgreSQL
+  uplink CPU  this process's CPU per event during 3 s of a --flood-rate/s flood with no proxy
+              load (payloads built in advance, as the plugin builds them anyway), and what share
+              of a core that rate costs a data plane; an idle loop woken for each batch pays
+              more per event than a loop busy proxying
+  proxy       the data plane's HTTP proxy (dp.proxy.server.ProxyServer, in this process on the
+              same event loop as the uplink, as in a data plane's main process) in front of an
+              nginx upstream, loaded by wrk: --rounds rounds of a --duration s run without and a
+              run with a concurrent flood of rate-limit-exceeded events put at --flood-rate/s
+              into the same queue, the order alternating from round to round (the machine is
+              shared: a load that comes or goes hits both sides alike); requests/s and this
+              process's CPU per request of every run, the medians and the drop of the median
+              (goal <= 5%). Needs nginx and wrk, else it is skipped.
+
+For the proxy runs the control plane and PostgreSQL are reniced to --cp-nice (default 10; the
+latency and throughput figures are taken before, at the usual priority): in production they
+run on other hosts, and the goal is about the data plane's own cost, so here they get the CPU
+the proxy, wrk and nginx leave rather than an equal share of the two cores. Nothing is skipped
+for that: every flooded run checks that the flood was stored and acknowledged while it ran
+(what was still unacknowledged when wrk stopped must be under a second of events, or the run
+is reported INVALID and the bench exits 1) and, afterwards, that every event put is a row in
+PostgreSQL. The load average is printed at the start and the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # no fork() notices when wrk is started
+
+import http_proxy  # noqa: E402  (nginx, wrk, cpu_seconds, children)
+import psycopg  # noqa: E402
+
+from dp.cluster_client import ClusterClient  # noqa: E402
+from dp.events import EventQueue  # noqa: E402
+from dp.proxy.server import ProxyServer  # noqa: E402
+from dp.running import RunningConfig, Snapshot  # noqa: E402
+from shared import declarative  # noqa: E402
+from shared.certs import gen_cluster_cert  # noqa: E402
+from shared.config_set import ConfigSet  # noqa: E402
+from shared.tls import ClusterTLS  # noqa: E402
+from tests.procs import ControlPlane  # noqa: E402
+
+
+class TimedQueue(EventQueue):
+    """The real queue, noting when each event's acknowledgement arrived (while `timing`) and
+    counting batches sent."""
+
+    def __init__(self, maxlen: int) -> None:
+        super().__init__(maxlen)
+        self.acked_at: dict[int, float] = {}
+        self.put_at: dict[int, float] = {}
+        self.batches = 0
+        self.timing = True
+
+    def take(self, limit: int) -> list[Any]:
+        batch = super().take(limit)
+        self.batches += bool(batch)
+        return batch
+
+    def ack(self, boot_id: str, up_to_seq: int) -> int:
+        first = self._items[0].seq if self._items else up_to_seq + 1
+        forgotten = super().ack(boot_id, up_to_seq)
+        if self.timing:
+            now = time.time()
+            for seq in range(first, first + forgotten):
+                self.acked_at[seq] = now
+        return forgotten
+
+
+def rate_limit_event(i: int) -> dict[str, Any]:
+    return {"consumer": {"id": str(uuid.UUID(int=i))}, "ip": f"10.{i >> 16 & 255}."
+            f"{i >> 8 & 255}.{i & 255}", "service": {"id": "5f1b4c4e-0000-4000-8000-000000000001"},
+            "rate": 11, "limit": 10, "window": "second"}
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+async def until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+async def stored_latencies(dsn: str, boot_id: str, first: int, last: int) -> list[float]:
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        rows = await (await conn.execute(
+            "SELECT extract(epoch FROM received_at - at)::float8 FROM clustering_dp_events "
+            "WHERE boot_id = %s AND seq BETWEEN %s AND %s", (boot_id, first, last))).fetchall()
+    return [r[0] * 1000 for r in rows]
+
+
+async def paced(queue: TimedQueue, dsn: str, count: int, rate: float) -> None:
+    first = queue.total + 1
+    start = time.monotonic()
+    for i in range(count):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put("rate-limiting-advanced", "rate-limit-exceeded", rate_limit_event(i))
+        queue.put_at[queue.total] = queue._items[-1].at
+    last = queue.total
+    await until(lambda: all(s in queue.acked_at for s in range(first, last + 1)), 60, "acks")
+    acked = [(queue.acked_at[s] - queue.put_at[s]) * 1000 for s in range(first, last + 1)]
+    stored = await stored_latencies(dsn, queue.boot_id, first, last)
+    print(f"  latency at {rate:.0f} events/s ({count} events):")
+    for name, values in (("put -> stored", stored), ("put -> acknowledged", acked)):
+        print(f"    {name:20s} p50 {pct(values, 0.5):6.1f} ms   p99 {pct(values, 0.99):6.1f} ms"
+              f"   max {max(values):6.1f} ms")
+
+
+async def burst(queue: TimedQueue, cp: ControlPlane, pg_pid: int | None, count: int) -> None:
+    first, batches = queue.total + 1, queue.batches
+    cpu0 = http_proxy.cpu_seconds(cp.popen.pid), pg_cpu(pg_pid)
+    started = time.time()
+    for i in range(count):
+        queue.put("rate-limiting-advanced", "rate-limit-exceeded", rate_limit_event(i))
+        if i % 1000 == 999:
+            await asyncio.sleep(0)
+    put_done = time.time()
+    last = queue.total
+    await until(lambda: last in queue.acked_at, 300, "the burst's acks")
+    elapsed = queue.acked_at[last] - started
+    cpu1 = http_proxy.cpu_seconds(cp.popen.pid), pg_cpu(pg_pid)
+    missing = sum(1 for s in range(first, last + 1) if s not in queue.acked_at)
+    print(f"  throughput: {count} events put in {put_done - started:.2f} s, all stored and "
+          f"acknowledged after {elapsed:.2f} s: {count / elapsed:,.0f} events/s "
+          f"(goal >= 10 000/s), {queue.batches - batches} batches, {missing} unacknowledged, "
+          f"{queue.dropped} dropped")
+    print(f"    CPU: control plane {cpu1[0] - cpu0[0]:.2f} s, PostgreSQL "
+          f"{cpu1[1] - cpu0[1]:.2f} s")
+
+
+def pg_cpu(pid: int | None) -> float:
+    return http_proxy.cpu_seconds(pid) if pid else 0.0
+
+
+async def wrk(url: str, duration: int) -> tuple[float, float]:
+    """requests/s, and this process's CPU µs per request (proxy + uplink: the data plane)."""
+    cpu = time.process_time()
+    proc = await asyncio.create_subprocess_exec(
+        "wrk", "-t1", "-c50", f"-d{duration}s", url, stdout=asyncio.subprocess.PIPE)
+    out = (await proc.communicate())[0].decode()
+    cpu = time.process_time() - cpu
+    for line in out.splitlines():
+        if line.startswith("Requests/sec:"):
+            rps = float(line.split()[1])
+            return rps, cpu / (rps * duration) * 1e6
+    raise SystemExit(f"wrk said: {out}")
+
+
+FLOOD_PAYLOADS = [rate_limit_event(i) for i in range(1000)]  # built once: the plugin's cost
+
+
+async def flood(queue: EventQueue, rate: float, stop: asyncio.Event) -> int:
+    """Put rate-limit events at `rate`/s in 10 ms steps until stopped; returns how many."""
+    start, n = time.monotonic(), 0
+    while not stop.is_set():
+        due = int((time.monotonic() - start) * rate)
+        while n < due:
+            queue.put("rate-limiting-advanced", "rate-limit-exceeded", FLOOD_PAYLOADS[n % 1000])
+            n += 1
+        await asyncio.sleep(0.01)
+    return n
+
+
+async def uplink_cpu(queue: EventQueue, rate: float, seconds: float) -> float:
+    """This process's CPU µs per event while flooding with no proxy load: the data plane's
+    cost of the uplink (put, encode, gRPC over TLS, acks)."""
+    stop = asyncio.Event()
+    cpu = time.process_time()
+    flooding = asyncio.create_task(flood(queue, rate, stop))
+    await asyncio.sleep(seconds)
+    stop.set()
+    sent = await flooding
+    await until(lambda: queue.unsent == 0 and queue.unacked == 0, 60, "flood acked")
+    return (time.process_time() - cpu) / max(sent, 1) * 1e6
+
+
+@dataclass
+class Flooded:
+    rps: float
+    cpu: float  # µs per request
+    put: int  # events put during the run
+    acked: int  # of those, acknowledged before wrk stopped
+    cp_cpu: float  # seconds the control plane and PostgreSQL used meanwhile
+
+    @property
+    def backlog(self) -> int:
+        return self.put - self.acked
+
+
+async def flooded_run(queue: TimedQueue, url: str, duration: int, rate: float,
+                      cpu_of_cp: Any) -> Flooded:
+    """One wrk run with the flood (all acknowledged before it starts); what was acknowledged
+    before wrk stopped, then waits for the rest."""
+    stop = asyncio.Event()
+    acked0, cp0 = queue.acked, cpu_of_cp()
+    flooding = asyncio.create_task(flood(queue, rate, stop))
+    rps, cpu = await wrk(url, duration)
+    acked = queue.acked - acked0
+    stop.set()
+    put = await flooding
+    run = Flooded(rps, cpu, put, min(acked, put), cpu_of_cp() - cp0)
+    await until(lambda: queue.unsent == 0 and queue.unacked == 0, 60, "flood acked")
+    return run
+
+
+async def proxy_phase(queue: TimedQueue, tmp: Path, args: argparse.Namespace, dsn: str,
+                      cpu_of_cp: Any) -> bool:
+    """The with/without rounds (see the module docstring); False when a run was invalid."""
+    if not (shutil.which("wrk") and shutil.which("nginx")):
+        print("  proxy: skipped (needs wrk and nginx: apt-get install -y wrk nginx-light)")
+        return True
+    up_port = http_proxy.free_port()
+    upstream = http_proxy.nginx(tmp, "upstream", f"""
+    server {{ listen 127.0.0.1:{up_port} backlog=4096;
+             location / {{ default_type application/json;
+                          return 200 '{{"hello":"world"}}'; }} }}""")
+    proxy = ProxyServer(queue, [])
+    try:
+        http_proxy.wait_http(f"http://127.0.0.1:{up_port}/")
+        doc = {"_format_version": "3.0", "services": [{
+            "name": "s", "url": f"http://127.0.0.1:{up_port}",
+            "routes": [{"name": "r", "paths": ["/"]}]}]}
+        config = ConfigSet.from_lists(declarative.load(doc))
+        proxy.apply(Snapshot("bench", config, "file"))
+        port = await proxy.listen("127.0.0.1", 0, "http")
+        url = f"http://127.0.0.1:{port}/"
+        queue.timing = False
+        per_event = await uplink_cpu(queue, args.flood_rate, 3)
+        print(f"  uplink CPU on the data plane, no proxy load: {per_event:.1f} µs per event, "
+              f"{per_event * args.flood_rate / 1e4:.1f}% of a core at {args.flood_rate:,.0f} "
+              f"events/s")
+        await wrk(url, 2)  # warm up
+        return await rounds(queue, url, args, dsn, cpu_of_cp)
+    finally:
+        await proxy.close()
+        upstream.terminate()
+        upstream.wait()
+
+
+async def rounds(queue: TimedQueue, url: str, args: argparse.Namespace, dsn: str,
+                 cpu_of_cp: Any) -> bool:
+    plain: list[tuple[float, float]] = []
+    flooded: list[Flooded] = []
+    first = queue.total + 1
+    print(f"  proxy (wrk -c50, {args.rounds} rounds of {args.duration} s without and with "
+          f"{args.flood_rate:,.0f} events/s, alternating):")
+    for r in range(args.rounds):
+        for with_flood in ((False, True) if r % 2 == 0 else (True, False)):
+            if with_flood:
+                run = await flooded_run(queue, url, args.duration, args.flood_rate, cpu_of_cp)
+                flooded.append(run)
+                print(f"    round {r + 1} with    {run.rps:9,.0f} req/s  {run.cpu:3.0f} µs/req  "
+                      f"{run.put / args.duration:,.0f} events/s put, {run.acked} of {run.put} "
+                      f"acknowledged during the run, CP + PostgreSQL CPU {run.cp_cpu:.2f} s")
+            else:
+                rps, cpu = await wrk(url, args.duration)
+                plain.append((rps, cpu))
+                print(f"    round {r + 1} without {rps:9,.0f} req/s  {cpu:3.0f} µs/req")
+    last = queue.total
+    rows = await stored_count(dsn, queue.boot_id, first, last)
+    put = sum(f.put for f in flooded)
+    without = statistics.median(p[0] for p in plain)
+    with_ = statistics.median(f.rps for f in flooded)
+    print(f"  proxy: median {without:,.0f} req/s without events, {with_:,.0f} req/s with the "
+          f"flood: drop {(1 - with_ / without) * 100:.1f}% (goal <= 5%); data plane CPU per "
+          f"request {statistics.median(p[1] for p in plain):.0f} µs without, "
+          f"{statistics.median(f.cpu for f in flooded):.0f} µs with")
+    print(f"    flood: {put} events put, {rows} stored in PostgreSQL, {queue.dropped} dropped")
+    valid = rows == put and queue.dropped == 0
+    for f in flooded:
+        if f.backlog > args.flood_rate:  # the steady backlog is LINGER + a store: ~50 ms
+            print(f"    INVALID: {f.backlog} events were not acknowledged when wrk stopped: "
+                  f"the control plane did not keep up, the flood was not shipped meanwhile")
+            valid = False
+    if rows != put:
+        print("    INVALID: not every event of the flood is stored")
+    return valid
+
+
+async def stored_count(dsn: str, boot_id: str, first: int, last: int) -> int:
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        row = await (await conn.execute(
+            "SELECT count(*) FROM clustering_dp_events WHERE boot_id = %s AND seq BETWEEN %s "
+            "AND %s", (boot_id, first, last))).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def measure(args: argparse.Namespace, cp: ControlPlane, dsn: str, tls: ClusterTLS,
+                  pg_pid: int | None, tmp: Path) -> bool:
+    queue = TimedQueue(max(args.burst, args.paced) * 2)
+    client = ClusterClient(cp.cluster, tls, RunningConfig(), f"bench-{uuid.uuid4()}",
+                           events=queue)
+    task = asyncio.create_task(client.run())
+    try:
+        await until(lambda: client.status.connected, 30, "the cluster link")
+        await paced(queue, dsn, args.paced, args.rate)
+        await burst(queue, cp, pg_pid, args.burst)
+        for pid in (cp.popen.pid, pg_pid):  # PostgreSQL's backends are children: included
+            if pid:
+                renice(pid, args.cp_nice)
+        return await proxy_phase(queue, tmp, args, dsn, lambda: http_proxy.cpu_seconds(
+            cp.popen.pid) + pg_cpu(pg_pid))
+    finally:
+        task.cancel()
+
+
+def renice(pid: int, nice: int) -> None:
+    """`nice` for a running process, its threads and its children (PostgreSQL's backends: the
+    control plane's pooled connections, and any forked later inherit the postmaster's)."""
+    for p in [pid, *http_proxy.children(pid)]:
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
+        except OSError:  # a child that exited meanwhile
+            pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=1000)
+    parser.add_argument("--paced", type=int, default=5000)
+    parser.add_argument("--burst", type=int, default=100_000)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--flood-rate", type=float, default=5000)
+    parser.add_argument("--cp-nice", type=int, default=10)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="tgbench-", dir="/tmp"))
+    tmp.chmod(0o755)
+    gen_cluster_cert(tmp / "c.crt", tmp / "c.key")
+    tls = ClusterTLS.from_files("shared", tmp / "c.crt", tmp / "c.key")
+    print(f"events bench ({os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
+          f"control plane and PostgreSQL at nice {args.cp_nice} for the proxy runs)")
+    from cp.pg_embedded import EmbeddedPostgres
+
+    pg = EmbeddedPostgres(tmp / "pg")
+    dsn = pg.start()
+    pid_file = pg.data_dir / "postmaster.pid"
+    pg_pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else None
+    cp: ControlPlane | None = None
+    try:
+        cp = ControlPlane(tmp, dsn, {"cert": tmp / "c.crt", "key": tmp / "c.key"})
+        import uvloop
+
+        valid = uvloop.run(measure(args, cp, dsn, tls, pg_pid, tmp))
+    finally:
+        if cp is not None:
+            cp.stop()
+        pg.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+    if not valid:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
