@@ -27,6 +27,7 @@ from dp.cache import ConfigCache
 from dp.cluster_client import ClusterClient
 from dp.events import EventQueue
 from dp.health_sync import BroadcastingQueue
+from dp.hook_log import HookLog
 from dp.proxy.server import ProxyServer
 from dp.running import ApplyError, RunningConfig
 from dp.settings import DPSettings
@@ -63,19 +64,22 @@ class DataPlaneNode:
         self.pool: WorkerPool | None = None
         workers = settings.worker_processes()
         if workers == 1:
-            self.events = EventQueue()
+            self.events = EventQueue(settings.event_queue_size)
             self.proxy = ProxyServer(self.events, settings.enabled_plugins())
             self.balancers = self.proxy.balancers
             self.running.listeners.append(self.proxy.apply)  # new router/balancers per snapshot
         else:
             # Our balancers run the active checks and are what /upstreams/{u}/health shows;
             # health transitions are queued here once and broadcast to the workers.
-            self.events = queue = BroadcastingQueue()
+            self.events = queue = BroadcastingQueue(settings.event_queue_size)
             self.balancers = Balancers(queue)
             self.pool = WorkerPool(workers, self._worker_hello(), self.balancers, queue)
             queue.broadcast = self.pool.broadcast_health
             self.running.listeners.append(lambda snap: self.balancers.rebuild(snap.config))
             self.running.listeners.append(self.pool.publish)
+        self.hook_log = HookLog()  # `log` hooks on balancer / rate-limiting-advanced events
+        self.running.listeners.append(self.hook_log.apply)
+        self.events.listeners.append(self.hook_log)
         self.standalone = settings.declarative_config is not None
         self.cache = ConfigCache(settings.prefix / "config.cache")
         self.client: ClusterClient | None = None
@@ -142,7 +146,7 @@ class DataPlaneNode:
         tls = ClusterTLS.from_files(s.cluster_mtls, s.cluster_cert, s.cluster_key,  # type: ignore[arg-type]
                                     ca=s.cluster_ca_cert, server_name=s.cluster_server_name)
         return ClusterClient(s.cp, tls, self.running, self.node_id, s.labels,
-                             cache=self.cache, plugins=s.enabled_plugins())
+                             cache=self.cache, plugins=s.enabled_plugins(), events=self.events)
 
     async def _start_proxy(self) -> None:
         """Open the proxy listeners (a listener set to "off" is skipped)."""
@@ -182,6 +186,9 @@ class DataPlaneNode:
             log.info("status listener on http://%s:%d", host, self.status_port)
             if self.proxy is not None:
                 stack.push_async_callback(self.proxy.close)
+                # First (the stack unwinds in reverse): stop accepting, close WebSockets with
+                # 1001, let requests in flight finish.
+                stack.push_async_callback(self.proxy.drain, DRAIN_SECONDS)
             else:
                 stack.callback(self.balancers.stop)
                 stack.push_async_callback(self._stop_workers)

@@ -176,10 +176,12 @@ async def test_write_timeout_504_when_the_upstream_stops_reading(proxy: Proxy) -
         stuck.close()
 
 
-async def test_upgrade_is_tunnelled(proxy: Proxy) -> None:
+async def test_other_upgrades_are_tunnelled(proxy: Proxy) -> None:
+    """An upgrade to something other than WebSocket is relayed as raw bytes both ways
+    (WebSocket upgrades go through the frame pipeline: tests/test_ws_proxy.py)."""
     async def echo_ws(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: shouting/1\r\n"
                      b"Connection: Upgrade\r\n\r\n")
         while data := await reader.read(1024):
             writer.write(data.upper())
@@ -187,11 +189,11 @@ async def test_upgrade_is_tunnelled(proxy: Proxy) -> None:
 
     server = await asyncio.start_server(echo_ws, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    proxy.load({"services": [{"name": "ws", "url": f"ws://127.0.0.1:{port}",
+    proxy.load({"services": [{"name": "ws", "url": f"http://127.0.0.1:{port}",
                               "routes": [{"name": "ws", "paths": ["/ws"],
-                                          "protocols": ["ws"]}]}]})
+                                          "protocols": ["http"]}]}]})
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-    writer.write(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    writer.write(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: shouting/1\r\nConnection: Upgrade\r\n"
                  b"\r\nhello")
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     assert head.startswith(b"HTTP/1.1 101")

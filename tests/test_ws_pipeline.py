@@ -7,14 +7,15 @@ proves the masking direction (toward the upstream masked, toward the client not)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import pytest
 
+from dp.plugins.websocket_size_limit import WebSocketSizeLimit
 from dp.ws import FramePipeline, Handler, WsKong
 from dp.ws.pdk import PdkError
-from dp.ws.size_limit import WebSocketSizeLimit
 from tests.ws_peers import (
     BINARY,
     CLOSE,
@@ -379,8 +380,8 @@ def test_no_handlers_fast_path_forwards_unchanged_frames() -> None:
 @pytest.fixture
 def limited() -> FramePipeline:
     p = FramePipeline()
-    WebSocketSizeLimit().ws_handshake(p.kong, {"client_max_payload": 100,
-                                               "upstream_max_payload": 200})
+    asyncio.run(WebSocketSizeLimit().ws_handshake(p.kong, {"client_max_payload": 100,
+                                                           "upstream_max_payload": 200}))
     return p
 
 
@@ -398,5 +399,5 @@ def test_size_limit_upstream_direction(limited: FramePipeline) -> None:
 
 def test_size_limit_defaults() -> None:
     p = FramePipeline(client_max_payload=None, upstream_max_payload=None)
-    WebSocketSizeLimit().ws_handshake(p.kong, {})
+    asyncio.run(WebSocketSizeLimit().ws_handshake(p.kong, {}))
     assert (p.client.reader.max_payload, p.upstream.reader.max_payload) == (2**20, 2**24)

@@ -7,6 +7,8 @@ do not check the pipeline against the library it is built on; the output side is
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import struct
 
 from websockets.frames import Close, Frame, Opcode
@@ -75,3 +77,89 @@ def summary(frames: list[Frame]) -> list[tuple]:
         else:
             out.append((f.opcode, f.fin, bytes(f.data)))
     return out
+
+
+# -- a raw client over a real socket ----------------------------------------------------------
+
+HANDSHAKE_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's sample key
+
+
+def upgrade_request(path: str, host: str = "localhost", extra: str = "") -> bytes:
+    return (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {HANDSHAKE_KEY}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode()
+
+
+class RawClient:
+    """A WebSocket client that sends hand-built bytes and reports every frame it receives."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 head: bytes) -> None:
+        self.reader, self.writer, self.head = reader, writer, head
+        self._stream = StreamReader()
+
+    @classmethod
+    async def connect(cls, port: int, path: str = "/", extra: str = "",
+                      host: str = "localhost") -> RawClient:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(upgrade_request(path, host, extra))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        return cls(reader, writer, head)
+
+    @property
+    def status(self) -> int:
+        return int(self.head.split(b" ", 2)[1])
+
+    async def body(self) -> bytes:
+        """The body of a non-101 answer (its Content-Length's worth)."""
+        for line in self.head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                return await asyncio.wait_for(self.reader.readexactly(int(value)), 10)
+        raise AssertionError(f"no Content-Length in {self.head!r}")
+
+    def send(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def frame(self, timeout: float = 10) -> Frame | None:
+        """The next frame from the server, or None at the end of the stream."""
+        async with asyncio.timeout(timeout):
+            while True:
+                if self._stream.buffer:
+                    gen = Frame.parse(self._stream.read_exact, mask=False)
+                    try:
+                        next(gen)
+                        while True:  # more bytes needed for this frame
+                            data = await self.reader.read(65536)
+                            if not data:
+                                return None
+                            self._stream.feed_data(data)
+                            next(gen)
+                    except StopIteration as done:
+                        return done.value  # type: ignore[no-any-return]
+                data = await self.reader.read(65536)
+                if not data:
+                    return None
+                self._stream.feed_data(data)
+
+    async def until_close(self, timeout: float = 10) -> list[Frame]:
+        """Frames up to and including the server's close (answered with the same code), or
+        up to the end of the stream."""
+        frames: list[Frame] = []
+        while (f := await self.frame(timeout)) is not None:
+            frames.append(f)
+            if f.opcode is Opcode.CLOSE:
+                with contextlib.suppress(ConnectionError):
+                    self.send(cf(CLOSE, bytes(f.data[:2])))
+                break
+        return frames
+
+    async def eof(self, timeout: float = 10) -> bool:
+        """Whether the server closes the TCP connection (after the close handshake)."""
+        async with asyncio.timeout(timeout):
+            while await self.reader.read(65536):
+                pass
+        return True
+
+    def close(self) -> None:
+        self.writer.close()

@@ -2,7 +2,7 @@
 
 `RUNTIME` maps a plugin name to its class; the config schemas live in `shared/plugins/` so the
 control plane validates them without importing this package. A plugin that has a schema but no
-class here (websocket-size-limit: WebSocket phases) is accepted and does not run on HTTP traffic.
+class here is accepted by the control plane and ignored by this data plane.
 """
 
 from __future__ import annotations
@@ -12,9 +12,14 @@ from dp.plugins.base import Plugin
 
 def runtime_classes() -> dict[str, type[Plugin]]:
     from dp.plugins.key_auth import KeyAuth
+    from dp.plugins.rate_limiting_advanced import RateLimitingAdvanced
     from dp.plugins.response_decorator import ResponseDecorator
+    from dp.plugins.websocket_size_limit import WebSocketSizeLimit
+    from dp.plugins.websocket_validator import WebSocketValidator
 
-    return {cls.name: cls for cls in (KeyAuth, ResponseDecorator)}
+    classes: tuple[type[Plugin], ...] = (KeyAuth, ResponseDecorator, WebSocketSizeLimit,
+                                         WebSocketValidator, RateLimitingAdvanced)
+    return {cls.name: cls for cls in classes}
 
 
 __all__ = ["Plugin", "runtime_classes"]

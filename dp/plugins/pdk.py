@@ -2,18 +2,25 @@
 
 In the spirit of Kong's PDK, in Python: `kong.request` reads the client request,
 `kong.service.request` changes what goes upstream, `kong.response` sets headers on the client
-response or ends the request (`exit`, `error`), `kong.client` tells who is calling (and lets auth
+response (`set_header`, `set_headers`, `add_header`, `clear_header`) or ends the request
+(`exit`, `error`), `kong.client` tells who is calling (and lets auth
 plugins name the consumer), `kong.ctx.shared` / `kong.ctx.plugin` carry data between phases,
 `kong.log` logs with the plugin's name, `kong.http` is the pooled async HTTP client for plugins
 that call external services.
 
 `kong.response.exit()` and `error()` raise `PluginExit`, so `return` after them is optional; the
 runtime turns it into the client's response and skips the rest of the phase.
+
+This runs on every request of a route with plugins, so it is built to cost little: a `kong`
+per plugin and phase whose parts are made on first use, loggers made once per plugin, no
+reference cycles (the request is freed by reference counting, not by the cyclic GC), and
+client headers rendered when set, under cached keys.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -30,11 +37,16 @@ class PluginExit(Exception):
 
 
 class Exchange:
-    """Per-request state the proxy and the PDK share (created only when plugins run)."""
+    """Per-request state the proxy and the PDK share (created only when plugins run).
+
+    Made for every request on a route with plugins, so it is cheap, and it holds no reference
+    to the `kong` objects that point at it: without a cycle the whole request is freed by
+    reference counting the moment it is answered, instead of waiting for (and paying for) the
+    cyclic garbage collector. What most requests never touch is made on first use."""
 
     __slots__ = ("client_ip", "client_port", "consumer", "credential", "listen_port",
                  "plugin_ctx", "req", "resp_headers", "resp_set", "resp_status", "route",
-                 "scheme", "service", "shared", "up_headers", "up_query")
+                 "scheme", "service", "shared", "up_headers", "up_query", "websocket")
 
     def __init__(self, req: Any, scheme: str, client: tuple[str, int], listen_port: int,
                  route: dict[str, Any], service: dict[str, Any] | None) -> None:
@@ -45,16 +57,23 @@ class Exchange:
         self.route, self.service = route, service
         self.consumer: dict[str, Any] | None = None
         self.credential: dict[str, Any] | None = None
-        self.shared: dict[str, Any] = {}
-        self.plugin_ctx: dict[str, dict[str, Any]] = {}
+        self.shared: dict[str, Any] | None = None  # kong.ctx.shared, on first use
+        self.plugin_ctx: dict[str, dict[str, Any]] | None = None  # kong.ctx.plugin by plugin
         self.up_headers: dict[str, tuple[str, str | None]] = {}  # lower → (name, value|None)
         self.up_query: str | None = None
         self.resp_status = 0
-        self.resp_headers: list[tuple[bytes, bytes]] = []
-        self.resp_set: dict[str, tuple[str, list[str] | None]] = {}  # lower → (name, values)
+        self.resp_headers: Sequence[tuple[bytes, bytes]] = ()  # the upstream's, once known
+        # Client response headers set by plugins, on first use: `header_key(name)` (lower-case
+        # bytes, compared as is with the upstream's names) → the header lines as sent
+        # ("Name: value\r\n" each; "" = cleared). Rendered when set, so sending them is one
+        # join, and they allocate nothing the cyclic GC has to track.
+        self.resp_set: dict[bytes, str] | None = None
+        self.websocket: Any = None  # `kong.websocket` on a WebSocket handshake (dp/ws/pdk.py)
 
 
 class _Request:
+    __slots__ = ("_ex",)
+
     def __init__(self, ex: Exchange) -> None:
         self._ex = ex
 
@@ -88,6 +107,8 @@ class _Request:
 
 
 class _ServiceRequest:
+    __slots__ = ("_ex",)
+
     def __init__(self, ex: Exchange) -> None:
         self._ex = ex
 
@@ -102,6 +123,8 @@ class _ServiceRequest:
 
 
 class _ServiceResponse:
+    __slots__ = ("_ex",)
+
     def __init__(self, ex: Exchange) -> None:
         self._ex = ex
 
@@ -117,6 +140,8 @@ class _ServiceResponse:
 
 
 class _Service:
+    __slots__ = ("_ex", "request", "response")
+
     def __init__(self, ex: Exchange) -> None:
         self.request = _ServiceRequest(ex)
         self.response = _ServiceResponse(ex)
@@ -126,22 +151,60 @@ class _Service:
         return self._ex.service
 
 
+_HEADER_KEYS: dict[str, bytes] = {}  # header name as plugins write it → its key, see below
+_HEADER_KEYS_MAX = 4096  # names come from plugin code and configs; a bound all the same
+
+
+def header_key(name: str) -> bytes:
+    """A client response header's key in `Exchange.resp_set`: its lower-case latin-1 bytes,
+    as the response head meets the upstream's names. Cached, because plugins set the same few
+    names on every request: no lower() and no encode() per header then."""
+    found = _HEADER_KEYS.get(name)
+    if found is None:
+        found = name.lower().encode("latin-1")
+        if len(_HEADER_KEYS) < _HEADER_KEYS_MAX:
+            _HEADER_KEYS[name] = found
+    return found
+
+
 class _Response:
+    __slots__ = ("_ex",)
+
     def __init__(self, ex: Exchange) -> None:
         self._ex = ex
 
     def get_status(self) -> int:
         return self._ex.resp_status
 
+    def _changes(self) -> dict[bytes, str]:
+        found = self._ex.resp_set
+        if found is None:
+            found = self._ex.resp_set = {}
+        return found
+
     def set_header(self, name: str, value: Any) -> None:
-        self._ex.resp_set[name.lower()] = (name, [str(value)])
+        self._changes()[header_key(name)] = f"{name}: {value}\r\n"
+
+    def set_headers(self, headers: dict[str, Any]) -> None:
+        """`set_header` for each of `headers` (rate-limiting-advanced sets five on every
+        request: one call, the keys from the cache without a call each)."""
+        changes = self._ex.resp_set
+        if changes is None:
+            changes = self._ex.resp_set = {}
+        keys = _HEADER_KEYS
+        for name, value in headers.items():
+            key = keys.get(name)
+            if key is None:
+                key = header_key(name)
+            changes[key] = f"{name}: {value}\r\n"
 
     def add_header(self, name: str, value: Any) -> None:
-        _, values = self._ex.resp_set.get(name.lower(), (name, None))
-        self._ex.resp_set[name.lower()] = (name, [*(values or []), str(value)])
+        changes = self._changes()
+        key = header_key(name)
+        changes[key] = changes.get(key, "") + f"{name}: {value}\r\n"
 
     def clear_header(self, name: str) -> None:
-        self._ex.resp_set[name.lower()] = (name, None)
+        self._changes()[header_key(name)] = ""
 
     def exit(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
         raise PluginExit(status, body, headers)
@@ -152,6 +215,8 @@ class _Response:
 
 
 class _Client:
+    __slots__ = ("_ex",)
+
     def __init__(self, ex: Exchange) -> None:
         self._ex = ex
 
@@ -176,12 +241,45 @@ class _Client:
 
 
 class _Ctx:
+    """`kong.ctx`: `shared` by every plugin of the request, `plugin` for this plugin only
+    (the same table in every phase); each made when first used."""
+
+    __slots__ = ("_ex", "_plugin")
+
     def __init__(self, ex: Exchange, plugin: str) -> None:
-        self.shared = ex.shared
-        self.plugin = ex.plugin_ctx.setdefault(plugin, {})
+        self._ex, self._plugin = ex, plugin
+
+    @property
+    def shared(self) -> dict[str, Any]:
+        found = self._ex.shared
+        if found is None:
+            found = self._ex.shared = {}
+        return found
+
+    @shared.setter
+    def shared(self, value: dict[str, Any]) -> None:
+        self._ex.shared = value
+
+    @property
+    def plugin(self) -> dict[str, Any]:
+        tables = self._ex.plugin_ctx
+        if tables is None:
+            tables = self._ex.plugin_ctx = {}
+        found = tables.get(self._plugin)
+        if found is None:
+            found = tables[self._plugin] = {}
+        return found
+
+    @plugin.setter
+    def plugin(self, value: dict[str, Any]) -> None:
+        if self._ex.plugin_ctx is None:
+            self._ex.plugin_ctx = {}
+        self._ex.plugin_ctx[self._plugin] = value
 
 
 class _Log:
+    __slots__ = ("_log",)
+
     def __init__(self, plugin: str) -> None:
         self._log = logging.getLogger(f"tidegate.plugin.{plugin}")
 
@@ -201,16 +299,76 @@ class _Log:
         self._log.error(" ".join(str(p) for p in parts))
 
 
-class Kong:
-    """The `kong` object handed to one plugin for one request."""
+_LOGS: dict[str, _Log] = {}  # by plugin name: getLogger takes a lock, so once per process
 
-    __slots__ = ("client", "ctx", "http", "log", "request", "response", "service")
+
+def _log_for(plugin: str) -> _Log:
+    found = _LOGS.get(plugin)
+    if found is None:
+        found = _LOGS[plugin] = _Log(plugin)
+    return found
+
+
+class Kong:
+    """The `kong` object handed to one plugin for one phase of one request (a WebSocket
+    connection keeps one per plugin for its frame handlers, dp/proxy/upgrade.py).
+
+    It is made for every plugin in every phase, so making it is a handful of slot stores:
+    its parts are made when a handler first uses them (most touch two or three). What lives
+    across phases lives in the `Exchange` (`kong.ctx.plugin` is the same table in each)."""
+
+    __slots__ = ("_client", "_ctx", "_ex", "_plugin", "_request", "_response", "_service",
+                 "http")
 
     def __init__(self, ex: Exchange, plugin: str) -> None:
-        self.request = _Request(ex)
-        self.response = _Response(ex)
-        self.service = _Service(ex)
-        self.client = _Client(ex)
-        self.ctx = _Ctx(ex, plugin)
-        self.log = _Log(plugin)
+        self._ex, self._plugin = ex, plugin
+        self._request: _Request | None = None
+        self._response: _Response | None = None
+        self._service: _Service | None = None
+        self._client: _Client | None = None
+        self._ctx: _Ctx | None = None
         self.http = http_client
+
+    @property
+    def request(self) -> _Request:
+        found = self._request
+        if found is None:
+            found = self._request = _Request(self._ex)
+        return found
+
+    @property
+    def response(self) -> _Response:
+        found = self._response
+        if found is None:
+            found = self._response = _Response(self._ex)
+        return found
+
+    @property
+    def service(self) -> _Service:
+        found = self._service
+        if found is None:
+            found = self._service = _Service(self._ex)
+        return found
+
+    @property
+    def client(self) -> _Client:
+        found = self._client
+        if found is None:
+            found = self._client = _Client(self._ex)
+        return found
+
+    @property
+    def ctx(self) -> _Ctx:
+        found = self._ctx
+        if found is None:
+            found = self._ctx = _Ctx(self._ex, self._plugin)
+        return found
+
+    @property
+    def log(self) -> _Log:
+        return _log_for(self._plugin)
+
+    @property
+    def websocket(self) -> Any:
+        """`kong.websocket` (dp/ws/pdk.py) on a WebSocket connection, else None."""
+        return self._ex.websocket

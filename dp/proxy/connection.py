@@ -49,7 +49,8 @@ class ClientConnection(asyncio.Protocol):
         self.queue: deque[Request] = deque()
         self.current: Request | None = None
         self.upstream: Any = None  # the UpstreamConnection streaming to us now
-        self.raw: Callable[[bytes], None] | None = None  # set while tunnelling an upgrade
+        self.raw: Callable[[bytes], None] | None = None  # set while relaying an upgrade
+        self.on_lost: Callable[[], None] | None = None  # a relay that ends itself on loss
         self.leftover = b""  # bytes after an upgrade request's head
         self._wakeup: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -89,6 +90,9 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.server.connections -= 1
+        if self.on_lost is not None:  # a WebSocket pair: it tells the upstream and finishes
+            self.on_lost()
+            return
         if self.current is not None and self.current.body is not None:
             self.current.body.abort()
         if self.upstream is not None:

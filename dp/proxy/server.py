@@ -24,6 +24,7 @@ from dp.plugins.runtime import PluginIndex
 from dp.proxy.connection import ClientConnection
 from dp.proxy.tls import CertStore
 from dp.proxy.upstream import Pool
+from dp.proxy.websocket import WebSocketPair
 from dp.router import Router
 
 log = logging.getLogger("tidegate.dp.proxy")
@@ -56,6 +57,7 @@ class ProxyServer:
         self.connections = 0
         self.requests = 0
         self._clients: weakref.WeakSet[ClientConnection] = weakref.WeakSet()
+        self.websockets: set[WebSocketPair] = set()  # open WebSocket pairs (1001 on drain)
 
     def apply(self, snapshot: Any) -> None:
         """Swap in routing state for a new snapshot (a RunningConfig listener)."""
@@ -63,6 +65,9 @@ class ProxyServer:
         config = snapshot.config
         router = Router.from_config(config, self.state.router if self.state else None)
         plugins = PluginIndex.from_config(config, self.plugin_classes)
+        for plugin in plugins.instances.values():  # plugins that emit events get the queue
+            if hasattr(plugin, "bind_events"):
+                plugin.bind_events(self.events)
         self.tls.rebuild(config)
         self.balancers.rebuild(config)
         if not self.active_checks:  # cancelled before their first probe
@@ -100,6 +105,8 @@ class ProxyServer:
         for requests in flight to finish (a graceful stop)."""
         for server in self.servers:
             server.close()
+        for pair in list(self.websockets):
+            pair.go_away()
         deadline = time.monotonic() + timeout
         while self.connections > 0 and time.monotonic() < deadline:
             for conn in list(self._clients):

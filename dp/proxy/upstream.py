@@ -42,8 +42,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._write_ready: asyncio.Future[None] | None = None
         self.on_pause_writing: Callable[[], None] | None = None
         self.on_resume_writing: Callable[[], None] | None = None
-        self.raw: Callable[[bytes], None] | None = None  # set while tunnelling an upgrade
+        self.raw: Callable[[bytes], None] | None = None  # set while relaying an upgrade
         self.on_lost: Callable[[], None] | None = None
+        self.upgraded = False  # a 101 arrived: the bytes that follow are not HTTP
         self.leftover = b""  # bytes after a 101 response's head
 
     def _reset(self) -> None:
@@ -136,12 +137,18 @@ class UpstreamConnection(asyncio.Protocol):
         if self.raw is not None:
             self.raw(data)
             return
+        if self.upgraded:  # after a 101, before the relay took over
+            self.leftover += data
+            return
         self.got_bytes = True
         self.last_rx = self._loop.time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            self.leftover = data[exc.args[0]:]  # 101: the tunnel takes over from here
+            # 101: the relay takes over from here; hold what follows until it does.
+            self.upgraded = True
+            self.leftover = data[exc.args[0]:]
+            self.pause_reading()
         except httptools.HttpParserError as exc:
             self._fail(UpstreamClosed(f"invalid response: {exc}"))
             self.close()

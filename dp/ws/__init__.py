@@ -5,9 +5,9 @@
 - `pdk` — `kong.websocket.client` / `kong.websocket.upstream` for the frame handlers.
 - `pipeline` — `FramePipeline`: feed bytes from either side, run the handlers, collect what to
   write to each side and whether the pair is done.
-- `size_limit` — the `websocket-size-limit` plugin, expressed as per-direction limits.
 
-Nothing here does I/O; `dp/proxy/upgrade.py` owns the sockets, timeouts and back-pressure.
+Nothing here does I/O; `dp/proxy/websocket.py` owns the sockets, timeouts and back-pressure.
+The WebSocket plugins (websocket-size-limit, websocket-validator) live in `dp/plugins/`.
 """
 
 from dp.ws.frames import FrameReader, WsError

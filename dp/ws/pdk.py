@@ -5,7 +5,8 @@ Semantics follow Kong's PDK (the seed `000_…txt`):
 - `get_frame()` → `(payload, type, status)`; `type` is one of text, binary, continuation, ping,
   pong, close; `status` is the close code for close frames (None for a close with no status,
   and for every other type). Payloads are `bytes` (a text fragment may end mid-character); for
-  a close frame the payload is the reason.
+  a close frame the payload is the reason. `is_final_fragment()` tells whether the frame ends
+  its message.
 - `set_frame_data(data)` — replace the payload (`str` is encoded as UTF-8); later handlers and
   the peer see it. Control payloads stay within 125 bytes (a longer one raises).
 - `set_status(status)` — close frames only; raises `PdkError` on any other frame.
@@ -108,8 +109,18 @@ class WebSocketSide:
 
     def get_frame(self) -> tuple[bytes, str, int | None]:
         """The in-flight frame's payload, type and (close frames) status."""
-        f = self._current()
+        f = self.frame  # (not via _current(): this runs for every frame a handler sees)
+        if f is None:
+            f = self._current()
         return f.data, FRAME_TYPES[f.opcode], f.status
+
+    def is_final_fragment(self) -> bool:
+        """Whether the in-flight frame ends its message (the FIN bit; always for control
+        frames). A tidegate addition: Kong's handlers see whole messages, ours see frames."""
+        f = self.frame
+        if f is None:
+            f = self._current()
+        return f.fin
 
     def set_frame_data(self, data: bytes | str) -> None:
         """Replace the in-flight frame's payload (the reason, for a close frame)."""

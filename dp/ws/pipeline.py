@@ -9,8 +9,9 @@ true, it flushes both and closes the connections. Per frame, in order:
 2. the side's handlers (`ws_client_frame` / `ws_upstream_frame`) run in priority order, each
    as `fn(kong, conf)`; with no handler on a side this step is skipped entirely (fast path);
    a handler that raises closes both sides with 1011 (logged once per connection);
-3. the frame is re-serialized for the other side: masked toward the upstream (the proxy is its
-   client, RFC 6455 §5.3) and unmasked toward the client.
+3. the frame goes to the other side: from its wire bytes when no handler changed it (an
+   upstream's verbatim; a client's re-masked with our own key in one pass, since the proxy
+   is the upstream's client, RFC 6455 §5.3), otherwise re-serialized.
 
 Pings and pongs are relayed, not answered: the peer answers, as it would without the proxy.
 A close from one side is relayed to the other; after both sides' closes went through, the pair
@@ -30,7 +31,7 @@ from typing import Any, Final
 
 from websockets.frames import Close, Frame, Opcode
 
-from dp.ws.frames import FrameReader, WsError, parse_close
+from dp.ws.frames import CLOSE, FrameReader, WireFrame, WsError, parse_close, remasked
 from dp.ws.pdk import ClientSide, CloseRequest, InFlight, UpstreamSide, WebSocketSide, WsKong
 
 log = logging.getLogger("tidegate.ws")
@@ -44,12 +45,17 @@ INTERNAL_ERROR: Final = 1011
 
 @dataclass(frozen=True, slots=True)
 class Handler:
-    """One plugin's frame handler on one direction: `fn(kong, conf)`."""
+    """One plugin's frame handler on one direction: `fn(kong, conf)`.
 
-    fn: Callable[[WsKong, Any], None]
+    `kong` is the plugin's own PDK object for this connection (the one its `ws_handshake`
+    saw, carrying `kong.websocket`); without one the pipeline's bare `WsKong` is passed.
+    """
+
+    fn: Callable[[Any, Any], None]
     conf: Any = None
     priority: int = 0
     name: str = ""
+    kong: Any = None
 
 
 def _ordered(handlers: Iterable[Handler]) -> list[Handler]:
@@ -77,13 +83,29 @@ class _Side:
     pending: int = 0
     close_received: bool = False  # this side sent its close (or went away)
     close_sent: bool = False  # a close was written to this side
+    close_code: int | None = None  # the code of that close (1005: it had none)
+    frames: int = 0  # frames read from this side
 
     def write(self, frame: Frame) -> None:
-        data = frame.serialize(mask=self.mask_out)
-        self.out.append(data)
-        self.pending += len(data)
-        if frame.opcode is Opcode.CLOSE:
+        """A frame the pipeline made or changed, serialized for this side."""
+        self._put(frame.serialize(mask=self.mask_out), frame.opcode, bytes(frame.data))
+
+    def relay(self, frame: WireFrame) -> None:
+        """A frame from the other side, as it arrived (masked with our key toward an
+        upstream)."""
+        raw = remasked(frame) if self.mask_out else frame.raw
+        self.out.append(raw)
+        self.pending += len(raw)
+        if frame.opcode == CLOSE:
+            self._put(b"", CLOSE, frame.payload)
+
+    def _put(self, data: bytes, opcode: int, payload: bytes) -> None:
+        if data:
+            self.out.append(data)
+            self.pending += len(data)
+        if opcode == CLOSE:
             self.close_sent = True
+            self.close_code = int.from_bytes(payload[:2], "big") if payload else 1005
 
     def take(self) -> bytes:
         data = b"".join(self.out)
@@ -107,7 +129,26 @@ class FramePipeline:
         self.client = _Side("client", c_reader, c_pdk, _ordered(client_handlers), False)
         self.upstream = _Side("upstream", u_reader, u_pdk, _ordered(upstream_handlers), True)
         self.done = False
+        self.going_away = False  # we sent both sides a close; waiting for their answers
         self.error: str | None = None  # why the pair failed, if it did
+
+    def set_handlers(self, client_handlers: Iterable[Handler],
+                     upstream_handlers: Iterable[Handler]) -> None:
+        """Install the frame handlers (known only after the handshake phase chose configs)."""
+        self.client.handlers = _ordered(client_handlers)
+        self.upstream.handlers = _ordered(upstream_handlers)
+
+    def go_away(self, code: int = GOING_AWAY, reason: str = "") -> None:
+        """Start closing both sides ourselves (shutdown, idle timeout): each side gets a close
+        frame; from then on their data frames are discarded, and once both answered with
+        their close the pair is done. The I/O layer bounds the wait."""
+        if self.done or self.going_away:
+            return
+        self.going_away = True
+        for side in (self.client, self.upstream):
+            if not side.close_sent:
+                side.write(close_frame(code, reason))
+        self.done = self.client.close_received and self.upstream.close_received
 
     # -- input ---------------------------------------------------------------------------
 
@@ -146,6 +187,13 @@ class FramePipeline:
         return self.upstream.pending
 
     @property
+    def closing(self) -> bool:
+        """A close is under way on either side, and the pair is not done yet."""
+        c, u = self.client, self.upstream
+        return not self.done and (c.close_received or u.close_received
+                                  or c.close_sent or u.close_sent)
+
+    @property
     def buffered_from_client(self) -> int:
         return self.client.reader.buffered
 
@@ -167,15 +215,29 @@ class FramePipeline:
                 return
             if frame is None:
                 return
+            src.frames += 1
+            if self.going_away:
+                self._answered(src, frame)
+                continue
             if src.handlers:
-                frame = self._dispatch(src, dst, frame)
-                if frame is None:
-                    continue
+                changed = self._dispatch(src, dst, frame)
+                if changed is not None:
+                    self._forward(src, dst, changed)
+                continue
             self._forward(src, dst, frame)
 
-    def _forward(self, src: _Side, dst: _Side, frame: Frame) -> None:
-        dst.write(frame)
-        if frame.opcode is Opcode.CLOSE:
+    def _forward(self, src: _Side, dst: _Side, frame: WireFrame | Frame) -> None:
+        if isinstance(frame, WireFrame):
+            dst.relay(frame)
+        else:
+            dst.write(frame)
+        if frame.opcode == CLOSE:
+            src.close_received = True
+            self.done = self.client.close_received and self.upstream.close_received
+
+    def _answered(self, src: _Side, frame: WireFrame) -> None:
+        """While going away: only the side's close matters (its answer to ours)."""
+        if frame.opcode == CLOSE:
             src.close_received = True
             self.done = self.client.close_received and self.upstream.close_received
 
@@ -200,14 +262,14 @@ class FramePipeline:
 
     # -- handlers ------------------------------------------------------------------------
 
-    def _dispatch(self, src: _Side, dst: _Side, frame: Frame) -> Frame | None:
+    def _dispatch(self, src: _Side, dst: _Side, frame: WireFrame) -> WireFrame | Frame | None:
         """Run `src`'s handlers on `frame`; the frame to forward, or None (dropped/closed)."""
         flight = _in_flight(frame)
         pdk = src.pdk
         pdk.frame = flight
         try:
             for handler in src.handlers:
-                handler.fn(self.kong, handler.conf)
+                handler.fn(handler.kong or self.kong, handler.conf)
                 if flight.dropped or pdk.closing is not None:
                     break
         except Exception:
@@ -236,15 +298,18 @@ class FramePipeline:
         self.done = True
 
 
-def _in_flight(frame: Frame) -> InFlight:
+_OPCODES = {int(op): op for op in Opcode}
+
+
+def _in_flight(frame: WireFrame) -> InFlight:
     """The handlers' view of a frame; close frames are split into status and reason."""
-    data = bytes(frame.data)
-    if frame.opcode is not Opcode.CLOSE:
-        return InFlight(frame.opcode, frame.fin, data)
+    data, opcode = frame.payload, _OPCODES[frame.opcode]
+    if opcode is not Opcode.CLOSE:
+        return InFlight(opcode, frame.fin, data)
     if not data:
-        return InFlight(frame.opcode, frame.fin, b"")
+        return InFlight(opcode, frame.fin, b"")
     close = parse_close(data)  # already validated by the reader
-    return InFlight(frame.opcode, frame.fin, data[2:], int(close.code))
+    return InFlight(opcode, frame.fin, data[2:], int(close.code))
 
 
 def _out_frame(flight: InFlight) -> Frame:

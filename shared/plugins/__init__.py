@@ -27,9 +27,11 @@ class PluginSchema:
 
 
 _REGISTRY: dict[str, PluginSchema] = {}
+_loaded = False
 
 # Modules that register the bundled plugins' schemas.
-BUNDLED = ("key_auth", "response_decorator", "websocket_size_limit")
+BUNDLED = ("key_auth", "response_decorator", "websocket_size_limit", "websocket_validator",
+           "rate_limiting_advanced")
 
 
 def register(schema: PluginSchema) -> PluginSchema:
@@ -38,19 +40,22 @@ def register(schema: PluginSchema) -> PluginSchema:
 
 
 def _load_bundled() -> None:
-    for module in BUNDLED:
-        importlib.import_module(f"shared.plugins.{module}")
+    """Import the bundled schemas once (a plugin registered before that — a custom one —
+    must not stop them from loading)."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for module in BUNDLED:
+            importlib.import_module(f"shared.plugins.{module}")
 
 
 def get(name: str) -> PluginSchema | None:
-    if not _REGISTRY:
-        _load_bundled()
+    _load_bundled()
     return _REGISTRY.get(name)
 
 
 def available() -> dict[str, PluginSchema]:
-    if not _REGISTRY:
-        _load_bundled()
+    _load_bundled()
     return dict(sorted(_REGISTRY.items()))
 
 

@@ -10,21 +10,19 @@ payload is buffered. Over the limit: 1009 to the sender, 1001 to the peer.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
-from dp.ws.pdk import WsKong
+from dp.plugins.base import Plugin
 
 MiB = 1024 * 1024
 
 
-class WebSocketSizeLimit:
-    """The plugin; `ws_handshake(kong, conf)` applies the limits before any frame flows."""
+class WebSocketSizeLimit(Plugin):
+    name = "websocket-size-limit"
+    priority = 1003
+    version = "0.1.0"
 
-    name: ClassVar[str] = "websocket-size-limit"
-    priority: ClassVar[int] = 1003
-    version: ClassVar[str] = "0.1.0"
-
-    def ws_handshake(self, kong: WsKong, conf: dict[str, Any]) -> None:
+    async def ws_handshake(self, kong: Any, conf: dict[str, Any]) -> None:
         client, upstream = limits(conf)
         kong.websocket.client.set_max_payload_size(client)
         kong.websocket.upstream.set_max_payload_size(upstream)
