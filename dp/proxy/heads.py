@@ -63,21 +63,21 @@ def request_head(req: Any, path: str, host: str, client_ip: str, scheme: str,
 
 
 def response_head(status: int, reason_phrase: bytes, headers: list[tuple[bytes, bytes]],
-                  changes: dict[str, tuple[str, list[str] | None]] | None, *,
-                  chunked: bool, close: bool, version: str = "1.1") -> bytes:
-    """The status line and headers for the client."""
+                  changes: dict[bytes, str] | None, *, chunked: bool, close: bool,
+                  version: str = "1.1") -> bytes:
+    """The status line and headers for the client. `changes` are plugins' headers (the PDK's
+    `Exchange.resp_set`): lower-case name → the lines to send instead of the upstream's."""
     out = [b"HTTP/%b %d %b\r\n" % (version.encode(), status, reason_phrase or reason(status))]
-    for name, value in headers:
-        lname = name.lower()
-        if lname in HOP_BY_HOP:
-            continue
-        if changes and lname.decode("latin-1") in changes:
-            continue
-        out.append(b"%b: %b\r\n" % (name, value))
     if changes:
-        for name_, values in changes.values():
-            for v in values or ():
-                out.append(f"{name_}: {v}\r\n".encode("latin-1"))
+        for name, value in headers:
+            lname = name.lower()
+            if lname not in HOP_BY_HOP and lname not in changes:
+                out.append(b"%b: %b\r\n" % (name, value))
+        out.append("".join(changes.values()).encode("latin-1"))
+    else:
+        for name, value in headers:
+            if name.lower() not in HOP_BY_HOP:
+                out.append(b"%b: %b\r\n" % (name, value))
     out.append(b"Via: 1.1 tidegate\r\n")
     if chunked:
         out.append(b"Transfer-Encoding: chunked\r\n")

@@ -1,0 +1,61 @@
+"""The response headers a verdict gives the client, as Kong sends them.
+
+Per window: `X-RateLimit-Limit-<w>` and `X-RateLimit-Remaining-<w>` (<w> = second, minute, hour,
+day, month, year for those sizes, else the number of seconds). Once: `RateLimit-Limit`,
+`RateLimit-Remaining` and `RateLimit-Reset` of the window with the least remaining (on a tie, the
+larger window). A denied request also gets `Retry-After`: the reset plus a random jitter of up to
+`retry_after_jitter_max` seconds, so clients told to come back do not all come back at once.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+from dp.ratelimit.limiter import Verdict, WindowState
+from dp.ratelimit.windows import reset_after
+
+
+def _left(state: WindowState) -> int:
+    return max(int(state.window.limit - state.value), 0)  # floor, for what is not negative
+
+
+def _tightest(verdict: Verdict) -> WindowState:
+    best = verdict.states[0]
+    best_left = _left(best)
+    for state in verdict.states[1:]:
+        left = _left(state)
+        if left < best_left or (left == best_left and state.window.size > best.window.size):
+            best, best_left = state, left
+    return best
+
+
+def client_headers(verdict: Verdict, now: float, window_type: str) -> dict[str, str]:
+    """Every rate-limit header of this verdict (Retry-After aside). Header names and limits
+    are the window's, made once per config; only the counts are formatted here."""
+    states = verdict.states
+    if len(states) == 1:  # the usual case, on every request: one window, one dict display
+        tight = states[0]
+        w = tight.window
+        left = str(max(int(w.limit - tight.value), 0))  # _left, inlined
+        return {w.limit_header: w.limit_text, w.remaining_header: left,
+                "RateLimit-Limit": w.limit_text, "RateLimit-Remaining": left,
+                "RateLimit-Reset": str(reset_after(now, w.size, window_type, tight.value,
+                                                   w.limit))}
+    out = {}
+    for state in states:
+        out[state.window.limit_header] = state.window.limit_text
+        out[state.window.remaining_header] = str(_left(state))
+    tight = _tightest(verdict)
+    w = tight.window
+    out["RateLimit-Limit"] = w.limit_text
+    out["RateLimit-Remaining"] = str(_left(tight))
+    out["RateLimit-Reset"] = str(reset_after(now, w.size, window_type, tight.value, w.limit))
+    return out
+
+
+def retry_after(reset: int, jitter_max: float, rng: random.Random | None = None) -> int:
+    """Seconds for Retry-After: the reset, plus up to `jitter_max` seconds of jitter."""
+    if jitter_max <= 0:
+        return reset
+    return reset + math.ceil((rng or random).uniform(0, jitter_max))
