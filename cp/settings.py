@@ -32,10 +32,16 @@ class CPSettings:
     event_hooks_retry_base: float = 5.0
     event_hooks_allow: str = ""  # comma-separated hosts (*.example.com) / CIDRs; empty = any
     event_hooks_deny: str = ""   # comma-separated hosts / CIDRs never called
+    # Finished deliveries (and their attempts) are deleted this many seconds after they finished;
+    # pending ones never are. 0 keeps them forever.
+    event_hooks_retention: float = 7 * 24 * 3600.0
     # "process": deliveries run in a child process at lower CPU priority (+event_hooks_nice),
     # so they never take the Admin API's CPU; "inline": in the control plane's own event loop.
     event_hooks_worker: str = "process"
     event_hooks_nice: int = 10
+    # Events data planes send up (GET /clustering/data-planes/{id}/events): kept this many
+    # seconds after they were received, then pruned.
+    dp_events_retention: float = 7 * 24 * 3600.0
     node_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     @classmethod

@@ -146,7 +146,8 @@ async def test_webhook_custom_slack_seed_renders_exactly(hooked, receiver):
     assert hook["config"] == {
         "body": None, "body_format": True, "headers": {"content-type": "application/json"},
         "headers_format": False, "method": "POST", "payload": {"text": SLACK},
-        "payload_format": True, "secret": None, "ssl_verify": False, "url": receiver.url}
+        "payload_format": True, "secret": None, "ssl_verify": False, "timeout": None,
+        "url": receiver.url}
     status, _ = await form_post(hooked, "/admins", [
         ("username", "Arya Stark"), ("email", "arya@gameofthrones.com")])
     assert status == 201

@@ -1,6 +1,7 @@
 """The event-hooks worker process of a real `tidegate cp start`: it runs at lower CPU priority
 without secrets on its command line, its log lines reach the CP's log, the CP restarts it when
-it dies, it dies with the CP (even a SIGKILLed one), and it stops when its lifeline closes."""
+it dies, it dies with the CP (even a SIGKILLed one), it stops when its lifeline closes, and its
+PostgreSQL sessions run at its own lower priority."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
+
 from cp.hooks.config import HooksConfig
+from cp.hooks.priority import renice_backend_pid
 from cp.hooks.worker_spec import WorkerSpec
 from tests.procs import ControlPlane, wait_for
 
@@ -114,3 +118,35 @@ def test_spec_round_trips_without_losing_settings():
                       node_id="n1", log_format="json", nice=5)
     assert WorkerSpec.decode(spec.encode()) == spec
     assert "secret" not in repr(spec)
+
+
+def test_the_workers_database_sessions_run_at_its_priority(tmp_path, dsn, certs):
+    """The worker's PostgreSQL backends get its niceness; the Admin API's keep theirs."""
+    cp = ControlPlane(tmp_path, dsn, certs, name="cp")
+    try:
+        worker = one_worker(cp)
+        nice = os.getpriority(os.PRIO_PROCESS, worker)
+
+        def sessions() -> tuple[list[int], list[int]] | None:
+            with psycopg.connect(dsn) as conn:
+                rows = conn.execute(
+                    "SELECT pid, application_name FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall()
+            hooks = [pid for pid, app in rows if app == "tidegate-hooks"]
+            others = [pid for pid, app in rows if app != "tidegate-hooks"]
+            reniced = all(os.getpriority(os.PRIO_PROCESS, pid) == nice for pid in hooks)
+            # (a session is reniced just after it connects: poll for it)
+            return (hooks, others) if len(hooks) >= 2 and others and reniced else None
+
+        assert nice >= 10
+        _, others = wait_for(sessions, what="the worker's sessions (listener and pool) at "
+                                            "its niceness")
+        assert [os.getpriority(os.PRIO_PROCESS, pid) for pid in others] == [0] * len(others)
+    finally:
+        cp.stop()
+
+
+def test_only_a_fresh_local_postgres_backend_is_reniced():
+    assert not renice_backend_pid(os.getpid(), 19)  # not a postgres process
+    assert os.getpriority(os.PRIO_PROCESS, 0) == 0
+    assert not renice_backend_pid(2**22 + 1, 19)  # no such process

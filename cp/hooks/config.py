@@ -13,6 +13,8 @@ class HooksConfig:
     retry_period: float = 24 * 3600.0  # how long a failing delivery is retried
     retry_base: float = 5.0            # first retry delay; each next one is 4x (with jitter)
     retry_max_delay: float = 10 * 3600.0
+    retention: float = 7 * 24 * 3600.0  # finished deliveries are kept this long; 0 = forever
+    prune_every: float = 600.0         # seconds between prunings
     workers: int = 4                   # delivery loops per node, each one batch at a time
     batch: int = 64                    # deliveries claimed at once by a loop
     poll: float = 1.0                  # longest wait between looks at the tables
@@ -21,6 +23,11 @@ class HooksConfig:
     standard_webhooks: bool = True     # webhook-id/-timestamp/-signature headers
     lambda_timeout: float = 2.0        # wall clock for one lambda chain
     lambda_memory_mb: int = 64         # Lua allocator limit (the OS limit is set above it)
+
+    def timeout_for(self, handler_config: dict[str, Any]) -> float:
+        """A webhook's own `config.timeout` when it has one, else this node's."""
+        own = handler_config.get("timeout")
+        return float(own) if own else self.timeout
 
     @classmethod
     def from_settings(cls, settings: Any) -> HooksConfig:
@@ -34,6 +41,7 @@ class HooksConfig:
             timeout=num("event_hooks_timeout", cls.timeout),
             retry_period=num("event_hooks_retry_period", cls.retry_period),
             retry_base=num("event_hooks_retry_base", cls.retry_base),
+            retention=num("event_hooks_retention", cls.retention),
             workers=int(num("event_hooks_workers", cls.workers)),
             allow=str(getattr(settings, "event_hooks_allow", "") or ""),
             deny=str(getattr(settings, "event_hooks_deny", "") or ""),

@@ -16,24 +16,45 @@ from psycopg.rows import dict_row
 
 from cp.hooks import payloads
 from cp.hooks.fanout import NOTIFY, delivery_row, fan_out, insert
-from shared.events import check_source_event
+from shared.events import catalogue, check_source_event
 
 BATCH = 500
+_CHANGES = """
+SELECT id, op, entity_type, entity_id,
+       CASE WHEN %(all)s OR entity_type = ANY(%(tables)s) THEN old_entity END AS old_entity,
+       CASE WHEN %(all)s OR entity_type = ANY(%(tables)s) THEN new_entity END AS new_entity
+  FROM change_log WHERE id > %(version)s ORDER BY id LIMIT %(limit)s
+"""
 
 
-async def _hooks_as_of(conn: psycopg.AsyncConnection[Any], version: int) -> dict[str, dict]:
+async def _hooks_as_of(conn: psycopg.AsyncConnection[Any],
+                       version: int) -> tuple[dict[str, dict], bool]:
+    """The hooks as they were at `version`, and whether any changed since."""
     rows = await (await conn.execute("SELECT id::text, entity FROM event_hooks")).fetchall()
     hooks = {hid: entity for hid, entity in rows}
     later = await (await conn.execute(
         "SELECT DISTINCT ON (entity_id) entity_id::text, old_entity FROM change_log "
         "WHERE entity_type = 'event_hooks' AND id > %s ORDER BY entity_id, id", (version,),
+        prepare=False,  # planned for this version: a range of the primary key, never a scan
     )).fetchall()
     for hid, old in later:
         if old is None:
             hooks.pop(hid, None)
         else:
             hooks[hid] = old
-    return hooks
+    return hooks, bool(later)
+
+
+def _watched(hooks: Any) -> set[str] | None:
+    """The tables whose changes some crud/dao:crud hook receives (None: every table)."""
+    tables: set[str] = set()
+    for hook in hooks:
+        if hook.get("source") == "dao:crud" or (
+                hook.get("source") == "crud" and not hook.get("event")):
+            return None
+        if hook.get("source") == "crud":
+            tables.add(str(hook["event"]).split(":", 1)[0])
+    return tables
 
 
 async def _disabled(conn: psycopg.AsyncConnection[Any]) -> set[str]:
@@ -58,25 +79,37 @@ async def _hook_changed(conn: psycopg.AsyncConnection[Any], row: dict[str, Any],
                          hook=subject, change_id=row["id"], period=period)]
 
 
+async def _changes(conn: psycopg.AsyncConnection[Any], version: int,
+                   tables: set[str] | None) -> list[dict[str, Any]]:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(_CHANGES, {"version": version, "limit": BATCH, "all": tables is None,
+                                 "tables": sorted(tables or ())})
+    return await cur.fetchall()
+
+
 async def dispatch_batch(conn: psycopg.AsyncConnection[Any], period: float) -> int:
     """Turn the next change-log rows into deliveries; returns how many rows were consumed."""
     async with conn.transaction():
         cur = await conn.execute(
             "SELECT last_change FROM event_hook_cursor WHERE id = 1 FOR UPDATE")
         version = (await cur.fetchone() or (0,))[0]
-        rc = conn.cursor(row_factory=dict_row)
-        await rc.execute(
-            "SELECT id, op, entity_type, entity_id, old_entity, new_entity FROM change_log "
-            "WHERE id > %s ORDER BY id LIMIT %s", (version, BATCH))
-        changes = await rc.fetchall()
+        hooks, hooks_changed = await _hooks_as_of(conn, version)
+        # Entities are read (and decoded) only for the tables a hook watches; when hooks
+        # changed since `version`, for all, since a new hook may watch any table. (A hook
+        # change committed after that look shows up in the batch itself: read it again.)
+        tables = None if hooks_changed else _watched(hooks.values())
+        changes = await _changes(conn, version, tables)
+        if tables is not None and any(c["entity_type"] == "event_hooks" for c in changes):
+            tables = None
+            changes = await _changes(conn, version, tables)
         if not changes:
             return 0
-        hooks = await _hooks_as_of(conn, version)
         off = await _disabled(conn) if hooks else set()
         rows: list[tuple] = []
         for change in changes:
             active = [h for hid, h in hooks.items() if hid not in off]
-            for event in payloads.from_change(change) if active else ():
+            watched = tables is None or change["entity_type"] in tables
+            for event in payloads.from_change(change) if active and watched else ():
                 rows += await fan_out(conn, active, event, change_id=change["id"],
                                       period=period)
             if change["entity_type"] == "event_hooks":
@@ -96,12 +129,26 @@ async def emit(conn: psycopg.AsyncConnection[Any], source: str, event: str,
     if errors:
         raise ValueError(next(iter(errors.values())))
     async with conn.transaction():
-        rows_ = await (await conn.execute(
-            "SELECT h.entity FROM event_hooks h WHERE NOT EXISTS "
-            "(SELECT 1 FROM event_hook_disabled d WHERE d.hook_id = h.id)")).fetchall()
-        hooks = [r[0] for r in rows_]
+        return await emit_batch(conn, [(source, event, data)], period)
+
+
+async def emit_batch(conn: psycopg.AsyncConnection[Any],
+                     events: list[tuple[str, str, dict[str, Any]]], period: float) -> int:
+    """`emit` for many events, in the caller's transaction (the data planes' uplink stores a
+    batch and its deliveries together). Events outside the catalogue match no hook."""
+    known = catalogue()
+    events = [e for e in events if e[1] in known.get(e[0], {})]
+    if not events:
+        return 0
+    rows_ = await (await conn.execute(
+        "SELECT h.entity FROM event_hooks h WHERE h.entity->>'source' = ANY(%s) AND NOT EXISTS "
+        "(SELECT 1 FROM event_hook_disabled d WHERE d.hook_id = h.id)",
+        (sorted({e[0] for e in events}),))).fetchall()
+    hooks = [r[0] for r in rows_]
+    rows: list[tuple] = []
+    for source, event, data in events if hooks else ():
         ev = payloads.Event(source, (event,), dict(data))
-        rows = await fan_out(conn, hooks, ev, change_id=None, period=period)
-        if await insert(conn, rows):
-            await conn.execute(NOTIFY)
+        rows += await fan_out(conn, hooks, ev, change_id=None, period=period)
+    if await insert(conn, rows):
+        await conn.execute(NOTIFY)
     return len(rows)

@@ -2,11 +2,16 @@
 
 - the dispatcher follows the change log (woken by the store's NOTIFY, and polling as a safety
   net), turning committed writes into deliveries — see `dispatch`;
-- `workers` delivery loops claim due deliveries — see `deliver`;
+- `workers` delivery loops claim due deliveries — see `deliver`. New deliveries wake one idle
+  loop; a loop that claims a full batch wakes another, so light traffic costs one claim per
+  event while a backlog gets every loop;
+- a pruning loop deletes finished deliveries older than the retention period — see `prune`;
 - `emit(source, event, data)` records any other event (the data planes' balancer and
   rate-limiting-advanced events) durably through the same fan-out.
 
 Nothing here runs on the Admin API's write path: a write only appends to the change log.
+The engine's PostgreSQL sessions run at the engine process's niceness where allowed (see
+`priority`): in the worker process, below the Admin API's.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from cp.hooks import deliver, dispatch, handlers
+from cp.hooks import deliver, dispatch, handlers, priority, prune
 from cp.hooks.config import HooksConfig
 from cp.hooks.fanout import DELIVERIES_CHANNEL
 from cp.hooks.handlers import HandlerContext
@@ -27,6 +32,8 @@ from cp.hooks.outcome import Outcome
 from cp.store import NOTIFY_CHANNEL
 
 log = logging.getLogger("tidegate.hooks")
+# Named, so pg_stat_activity (and the benchmark) tell the engine's sessions from the Admin API's.
+CONNECT: dict[str, Any] = {"autocommit": True, "application_name": "tidegate-hooks"}
 
 
 class HookEngine:
@@ -35,15 +42,19 @@ class HookEngine:
         self.config = config or HooksConfig()
         self.ctx = HandlerContext(self.config)
         self.pool = AsyncConnectionPool(dsn, min_size=1, max_size=self.config.workers + 2,
-                                        open=False, kwargs={"autocommit": True})
+                                        open=False, kwargs=CONNECT,
+                                        configure=priority.lower_backend)
         self._changes = asyncio.Event()
         self._due: list[asyncio.Event] = [asyncio.Event() for _ in range(self.config.workers)]
+        self._idle: set[int] = set()  # delivery loops waiting for work
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
     async def start(self) -> None:
         await self.pool.open(wait=True, timeout=30)
         loops = [self._listen(), self._dispatch_loop()]
+        if self.config.retention > 0:  # 0: keep every delivery
+            loops.append(self._prune_loop())
         loops += [self._worker_loop(i) for i in range(self.config.workers)]
         self._tasks = [asyncio.create_task(c, name="event-hooks") for c in loops]
 
@@ -65,7 +76,7 @@ class HookEngine:
         async with self.pool.connection() as conn:
             queued = await dispatch.emit(conn, source, event, data, self.config.retry_period)
         if queued:
-            self._wake_workers()
+            self._wake_one()
         return queued
 
     async def run_now(self, hook: dict[str, Any], payload: dict[str, Any],
@@ -76,6 +87,13 @@ class HookEngine:
     def _wake_workers(self) -> None:
         for event in self._due:
             event.set()
+
+    def _wake_one(self) -> None:
+        """Wake an idle delivery loop (busy ones look again when their batch is done)."""
+        for index in self._idle:
+            if not self._due[index].is_set():
+                self._due[index].set()
+                return
 
     async def _guarded(self, what: str, step: Any) -> None:
         """Run `step` until stopped, surviving database outages and bugs. (psycopg may turn a
@@ -96,7 +114,8 @@ class HookEngine:
 
     async def _listen(self) -> None:
         async def step() -> None:
-            async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as conn:
+            async with await psycopg.AsyncConnection.connect(self.dsn, **CONNECT) as conn:
+                await priority.lower_backend(conn)
                 await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                 await conn.execute(f"LISTEN {DELIVERIES_CHANNEL}")
                 self._changes.set()
@@ -106,7 +125,7 @@ class HookEngine:
                         if note.channel == NOTIFY_CHANNEL:
                             self._changes.set()
                         else:
-                            self._wake_workers()
+                            self._wake_one()
 
         await self._guarded("listener", step)
 
@@ -115,11 +134,24 @@ class HookEngine:
             while not self._stopping:
                 self._changes.clear()
                 async with self.pool.connection() as conn:
+                    # New deliveries notify DELIVERIES_CHANNEL on commit: that wakes a loop.
                     while await dispatch.dispatch_batch(conn, self.config.retry_period):
-                        self._wake_workers()
+                        pass
                 await _wait(self._changes, self.config.poll)
 
         await self._guarded("dispatcher", step)
+
+    async def _prune_loop(self) -> None:
+        async def step() -> None:
+            while not self._stopping:
+                async with self.pool.connection() as conn:
+                    gone = await prune.prune(conn, self.config.retention)
+                if gone:
+                    log.info("pruned %d event-hook deliveries finished more than %g s ago",
+                             gone, self.config.retention)
+                await asyncio.sleep(self.config.prune_every)
+
+        await self._guarded("pruning", step)
 
     async def _worker_loop(self, index: int) -> None:
         due = self._due[index]
@@ -128,11 +160,15 @@ class HookEngine:
             while not self._stopping:
                 due.clear()
                 async with self.pool.connection() as conn:
-                    while await deliver.work_batch(conn, self.ctx):
+                    while await deliver.work_batch(conn, self.ctx, on_full=self._wake_one):
                         pass
                     until = await deliver.seconds_until_due(conn)
                 wait = self.config.poll if until is None else min(self.config.poll, until)
-                await _wait(due, max(wait, 0.005))
+                self._idle.add(index)
+                try:
+                    await _wait(due, max(wait, 0.005))
+                finally:
+                    self._idle.discard(index)
 
         await self._guarded("delivery worker", step)
 

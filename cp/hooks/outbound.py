@@ -133,6 +133,8 @@ class Outbound:
                 outcome = _from_response(resp, raw)
         except TimeoutError:
             outcome = failed(f"timed out after {timeout:g} s", retry=True)
+        except aiohttp.ClientConnectorCertificateError as exc:  # ssl_verify: retried, the
+            outcome = failed(_certificate_error(exc), retry=True)  # receiver may fix it
         except aiohttp.ClientConnectorError as exc:
             denied_here = isinstance(exc.os_error, DestinationDenied)
             outcome = failed(f"connect error: {exc.os_error or exc}", retry=not denied_here)
@@ -145,6 +147,14 @@ class Outbound:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _certificate_error(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """`TLS certificate verify failed for host:port: <the reason>` (e.g. self-signed
+    certificate, hostname mismatch)."""
+    cause = exc.certificate_error
+    reason = getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or cause
+    return f"TLS certificate verify failed for {exc.host}:{exc.port}: {reason}"
 
 
 def _from_response(resp: aiohttp.ClientResponse, raw: bytes) -> Outcome:

@@ -12,13 +12,10 @@ from cp.hooks.fanout import NOTIFY
 _LIST = """
 SELECT d.seq, d.id::text, d.kind, d.source, d.event, d.status, d.attempts, d.change_id,
        d.created_at, d.next_attempt_at, d.expires_at, d.finished_at, d.last_error,
-       d.last_status, coalesce(json_agg(json_build_object(
-           'n', a.n, 'at', extract(epoch FROM a.started_at), 'response_status',
-           a.response_status, 'latency_ms', round(a.latency_ms::numeric, 3), 'error', a.error,
-           'node_id', a.node_id) ORDER BY a.n) FILTER (WHERE a.n IS NOT NULL), '[]') AS tries
-  FROM event_hook_deliveries d LEFT JOIN event_hook_attempts a ON a.delivery_id = d.id
+       d.last_status, d.tries
+  FROM event_hook_deliveries d
  WHERE d.hook_id = %s AND (%s::bigint IS NULL OR d.seq < %s::bigint)
- GROUP BY d.id ORDER BY d.seq DESC LIMIT %s
+ ORDER BY d.seq DESC LIMIT %s
 """
 
 

@@ -6,17 +6,22 @@ keeps that pipe open as the worker's lifeline. When the worker exits while the c
 running it is logged and started again, after a delay that grows while it keeps dying young
 (a database that is down, say) and resets once it has run for a while. `stop()` closes the
 lifeline and sends SIGTERM, and SIGKILL if the worker has not exited within `grace` seconds.
+Given `counts`, each worker also gets a pipe to report its delivery counts on (cp/hooks/counts.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import os
 import signal
 import sys
 import time
 
+from cp.hooks import counts as delivery_counts
+from cp.hooks.counts import DeliveryCounts
 from cp.hooks.worker_spec import WorkerSpec
 
 log = logging.getLogger("tidegate.cp")
@@ -25,8 +30,11 @@ WORKER = [sys.executable, "-m", "cp.hooks.worker_main"]
 
 class WorkerSupervisor:
     def __init__(self, spec: WorkerSpec, grace: float = 10.0, first_delay: float = 0.5,
-                 max_delay: float = 30.0, healthy_after: float = 30.0) -> None:
+                 max_delay: float = 30.0, healthy_after: float = 30.0,
+                 counts: DeliveryCounts | None = None) -> None:
         self.spec = spec
+        self.counts = counts
+        self._followers: set[asyncio.Task[None]] = set()  # one per worker, ends at its EOF
         self.grace = grace
         self.first_delay, self.max_delay, self.healthy_after = first_delay, max_delay, healthy_after
         self.proc: asyncio.subprocess.Process | None = None
@@ -52,9 +60,26 @@ class WorkerSupervisor:
             await self._terminate(self.proc)
 
     async def _spawn(self) -> None:
-        proc = await asyncio.create_subprocess_exec(*WORKER, stdin=asyncio.subprocess.PIPE)
+        if self.counts is None:
+            proc = await asyncio.create_subprocess_exec(*WORKER, stdin=asyncio.subprocess.PIPE)
+            spec = self.spec
+        else:
+            read_end, write_end = os.pipe()
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *WORKER, stdin=asyncio.subprocess.PIPE, pass_fds=(write_end,))
+            except OSError:
+                os.close(read_end)
+                raise
+            finally:
+                os.close(write_end)
+            spec = dataclasses.replace(self.spec, report_fd=write_end)
+            follower = asyncio.create_task(delivery_counts.follow(read_end, self.counts),
+                                           name="event-hooks counts")
+            self._followers.add(follower)
+            follower.add_done_callback(self._followers.discard)
         assert proc.stdin is not None
-        proc.stdin.write(self.spec.encode())
+        proc.stdin.write(spec.encode())
         await proc.stdin.drain()
         self.proc = proc
         log.info("event-hooks worker started (pid %d)", proc.pid)

@@ -12,13 +12,11 @@ Each decision is one atomic upsert, so concurrent dispatchers agree.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 import psycopg
 
-from shared.events import catalogue
+from shared.events import digest
 
 _DECIDE = """
 INSERT INTO event_hook_throttle AS t (hook_id, source, event, slot, last_digest, fired_at)
@@ -30,13 +28,6 @@ ON CONFLICT (hook_id, source, event, slot) DO UPDATE
    AND (NOT %(compare)s OR t.last_digest IS DISTINCT FROM EXCLUDED.last_digest)
 RETURNING 1
 """
-
-
-def digest(source: str, event: str, data: dict[str, Any]) -> str:
-    """MD5 over the source's unique fields when it has them, else over the whole payload."""
-    unique = (catalogue().get(source, {}).get(event) or {}).get("unique")
-    subject = {k: data.get(k) for k in unique} if unique else data
-    return hashlib.md5(json.dumps(subject, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def throttled(hook: dict[str, Any]) -> bool:

@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 
+from cp.hooks import counts
 from cp.hooks.engine import HookEngine
 from cp.hooks.worker_spec import WorkerSpec
 from shared.logs import setup_logging
@@ -45,7 +46,9 @@ def die_with_parent(parent: int) -> None:
 def watch_lifeline(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     """Set `stop` when stdin reaches EOF (a blocking read, so in a daemon thread)."""
     def wait_eof() -> None:
-        while sys.stdin.buffer.read(4096):
+        # os.read, not sys.stdin: a daemon thread blocked inside a buffered reader makes the
+        # interpreter abort at exit ("could not acquire lock for <stdin>").
+        while os.read(sys.stdin.fileno(), 4096):
             pass
         loop.call_soon_threadsafe(stop.set)
 
@@ -60,11 +63,16 @@ async def serve(spec: WorkerSpec) -> None:
     watch_lifeline(loop, stop)
     engine = HookEngine(spec.dsn, spec.config)
     await engine.start()
+    reporter = None
+    if spec.report_fd >= 0:  # delivery counts for the control plane's /metrics
+        reporter = asyncio.create_task(counts.report(engine.ctx.deliveries, spec.report_fd))
     log.info("event-hooks worker running (pid %d, nice %d, %d delivery loops)",
              os.getpid(), os.nice(0), spec.config.workers)
     try:
         await stop.wait()
     finally:
+        if reporter is not None:
+            reporter.cancel()
         await engine.stop()
         log.info("event-hooks worker stopped")
 

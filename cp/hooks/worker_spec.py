@@ -22,6 +22,7 @@ class WorkerSpec:
     node_id: str = "local"
     log_format: str = "text"
     nice: int = 10  # added to the worker's niceness: Admin API writes come first
+    report_fd: int = -1  # a pipe for delivery counts (cp/hooks/counts.py); -1: none
 
     def encode(self) -> bytes:
         """One JSON line, newline-terminated."""
@@ -33,4 +34,4 @@ class WorkerSpec:
         body = json.loads(line)
         return cls(dsn=body["dsn"], config=HooksConfig(**body["config"]),
                    node_id=body["node_id"], log_format=body["log_format"],
-                   nice=int(body["nice"]))
+                   nice=int(body["nice"]), report_fd=int(body.get("report_fd", -1)))

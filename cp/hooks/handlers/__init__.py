@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cp.hooks.config import HooksConfig
+from cp.hooks.counts import DeliveryCounts
 from cp.hooks.handlers import lambda_, log, webhook, webhook_custom
 from cp.hooks.handlers.lambda_ import LuaWorker
 from cp.hooks.outbound import Outbound
@@ -14,9 +15,11 @@ from cp.hooks.outcome import Outcome, failed
 
 @dataclass
 class HandlerContext:
-    """What handlers share on one node: the HTTP client, the Lua worker, the settings."""
+    """What handlers share on one node: the HTTP client, the Lua worker, the settings, and
+    the delivery counters /metrics shows."""
 
     config: HooksConfig = field(default_factory=HooksConfig)
+    deliveries: DeliveryCounts = field(default_factory=DeliveryCounts)
     outbound: Outbound = field(init=False)
     lua: LuaWorker = field(init=False)
 

@@ -29,4 +29,5 @@ async def run(hook: dict[str, Any], payload: dict[str, Any], delivery_id: str,
     conf = hook.get("config") or {}
     headers, body = request(hook, payload, delivery_id, config)
     return await outbound.send("POST", conf["url"], headers, body,
-                               ssl_verify=bool(conf.get("ssl_verify")), timeout=config.timeout)
+                               ssl_verify=bool(conf.get("ssl_verify")),
+                               timeout=config.timeout_for(conf))

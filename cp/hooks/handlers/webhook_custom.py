@@ -69,4 +69,5 @@ async def run(hook: dict[str, Any], payload: dict[str, Any], delivery_id: str,
     except jinja2.TemplateError as exc:
         return failed(f"template error: {exc}")
     return await outbound.send(conf["method"], conf["url"], headers, body,
-                               ssl_verify=bool(conf.get("ssl_verify")), timeout=config.timeout)
+                               ssl_verify=bool(conf.get("ssl_verify")),
+                               timeout=config.timeout_for(conf))
