@@ -70,10 +70,12 @@ def wait_for(check: Callable[[], Any], timeout: float = 20, what: str = "conditi
 
 
 class Proc:
-    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None,
+                 wrap: list[str] | None = None) -> None:
+        """`wrap` prefixes the command, e.g. `ip netns exec NS` to run on another host."""
         self.log = log
         self._file = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen([*TIDEGATE, *args], stdout=self._file,
+        self.popen = subprocess.Popen([*(wrap or []), *TIDEGATE, *args], stdout=self._file,
                                       stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
     def output(self) -> str:
@@ -98,18 +100,21 @@ class Proc:
 
 
 class ControlPlane(Proc):
-    def __init__(self, tmp: Path, dsn: str, certs: dict[str, Path], name: str = "cp",
-                 extra: list[str] | None = None) -> None:
-        self.admin_port, self.cluster_port = free_port(), free_port()
-        self.admin = f"http://127.0.0.1:{self.admin_port}"
-        self.cluster = f"127.0.0.1:{self.cluster_port}"
+    def __init__(self, tmp: Path, dsn: str | None, certs: dict[str, Path], name: str = "cp",
+                 extra: list[str] | None = None, *, host: str = "127.0.0.1",
+                 wrap: list[str] | None = None, ports: tuple[int, int] | None = None) -> None:
+        """`dsn=None`: the CP's embedded PostgreSQL; `host`: the address both listeners use;
+        `ports`: (admin, cluster), e.g. a restarted CP's old ones."""
+        self.admin_port, self.cluster_port = ports or (free_port(), free_port())
+        self.admin = f"http://{host}:{self.admin_port}"
+        self.cluster = f"{host}:{self.cluster_port}"
         super().__init__([
-            "cp", "start", "--pg-dsn", dsn, "--prefix", str(tmp / name),
-            "--admin-listen", f"127.0.0.1:{self.admin_port}",
+            "cp", "start", *(["--pg-dsn", dsn] if dsn else []), "--prefix", str(tmp / name),
+            "--admin-listen", f"{host}:{self.admin_port}",
             "--cluster-listen", self.cluster,
             "--cluster-cert", str(certs["cert"]), "--cluster-key", str(certs["key"]),
             *(extra or []),
-        ], tmp / f"{name}.log")
+        ], tmp / f"{name}.log", wrap=wrap)
         wait_for(lambda: self._ready(), 60, f"{name} ready")
 
     def _ready(self) -> bool:
@@ -125,19 +130,21 @@ class ControlPlane(Proc):
 
 class DataPlane(Proc):
     def __init__(self, tmp: Path, name: str, cp: str | None, certs: dict[str, Path] | None,
-                 *extra: str, wait_ready: bool = True) -> None:
+                 *extra: str, wait_ready: bool = True, host: str = "127.0.0.1",
+                 wrap: list[str] | None = None) -> None:
+        """`host`: the address every listener uses; `wrap`: see Proc."""
         self.prefix = tmp / name
         self.status_port = free_port()
-        self.status_url = f"http://127.0.0.1:{self.status_port}"
+        self.status_url = f"http://{host}:{self.status_port}"
         self.proxy_port, self.proxy_ssl_port = free_port(), free_port()
-        self.proxy_url = f"http://127.0.0.1:{self.proxy_port}"
+        self.proxy_url = f"http://{host}:{self.proxy_port}"
         args = ["dp", "start", "--prefix", str(self.prefix),
-                "--status-listen", f"127.0.0.1:{self.status_port}",
-                "--proxy-listen", f"127.0.0.1:{self.proxy_port}",
-                "--proxy-ssl-listen", f"127.0.0.1:{self.proxy_ssl_port}", *extra]
+                "--status-listen", f"{host}:{self.status_port}",
+                "--proxy-listen", f"{host}:{self.proxy_port}",
+                "--proxy-ssl-listen", f"{host}:{self.proxy_ssl_port}", *extra]
         if cp is not None and certs is not None:
             args += ["--cp", cp, "--cert", str(certs["cert"]), "--key", str(certs["key"])]
-        super().__init__(args, tmp / f"{name}.log")
+        super().__init__(args, tmp / f"{name}.log", wrap=wrap)
         wait_for(self._listening, 30, f"{name} status listener")
         if wait_ready:
             wait_for(lambda: self.get("/status/ready")[0] == 200, 30, f"{name} ready")
