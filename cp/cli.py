@@ -9,7 +9,9 @@ import logging
 import sys
 from typing import Any
 
+from cp.settings import CPSettings
 from shared.logs import setup_logging
+from shared.settings import add_setting_flags
 
 
 def register(groups: Any) -> None:
@@ -34,6 +36,7 @@ def register(groups: Any) -> None:
                        help="pki mode: comma-separated data-plane certificate names to accept "
                             "(default: any the CA signed)")
     start.add_argument("--log-format", choices=("text", "json"))
+    add_setting_flags(start, CPSettings)  # every other setting: --event-hooks-timeout, …
     start.set_defaults(handler=_start)
 
     migrations = sub.add_parser("migrations", help="database migrations")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dp.settings import DPSettings
 from shared.logs import setup_logging
+from shared.settings import add_setting_flags
 
 
 def register(groups: Any) -> None:
@@ -34,6 +36,7 @@ def register(groups: Any) -> None:
     start.add_argument("--config", metavar="FILE",
                        help="TOML settings file, keys = setting names (or TIDEGATE_CONFIG); "
                             "a flag wins over TIDEGATE_<NAME>, which wins over the file")
+    add_setting_flags(start, DPSettings)  # every other setting: --event-queue-size, …
     start.set_defaults(handler=_start)
 
 

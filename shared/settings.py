@@ -8,6 +8,7 @@ refusing to start. Relative paths in any source are relative to the working dire
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import re
@@ -117,6 +118,26 @@ def from_sources(cls: type[T], args: Any = None, env: dict[str, str] | None = No
                  config: str | Path | None = None) -> T:
     """The effective settings: flag > env > file (`config`, `args.config`, `TIDEGATE_CONFIG`)."""
     return resolve(cls, args, env, config)[0]
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Give every field of `cls` a `--field-name` flag unless the parser already has one for
+    it (those keep their own wording): every setting can then come from a flag, and a new
+    setting gets its flag without anyone remembering to add it."""
+    taken = {action.dest for action in parser._actions}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in taken:
+            continue
+        default = "generated" if f.default is dataclasses.MISSING else f.default or "empty"
+        if _SECRET_NAME.search(f.name):
+            default = "none; a flag is visible to local users, prefer the environment"
+        text = f"setting {f.name} (default {default}; or TIDEGATE_{f.name.upper()})"
+        flag = "--" + f.name.replace("_", "-")
+        if bool in _kinds(hints[f.name]):
+            parser.add_argument(flag, nargs="?", const="on", metavar="on|off", help=text)
+        else:
+            parser.add_argument(flag, metavar=f.name.upper(), help=text)
 
 
 def mask_dsn(dsn: str) -> str:

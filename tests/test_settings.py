@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -114,3 +115,49 @@ def test_unknown_key_is_a_clear_error_from_the_cli(tmp_path: Path) -> None:
     start = subprocess.run([*TIDEGATE, "dp", "start", "--config", str(conf)],
                            capture_output=True, text=True, timeout=60)
     assert start.returncode == 2 and "unknown keys pg_dsn" in start.stderr
+
+
+def _example(kind: object, name: str) -> tuple[str, object]:
+    """A flag value for a field and the setting it must produce."""
+    text = str(kind)
+    if "bool" in text:
+        return "on", True
+    if "dict" in text:
+        return "a=1,b=2", {"a": "1", "b": "2"}
+    if "Path" in text:
+        return f"/tmp/{name}", Path(f"/tmp/{name}")
+    if "int" in text:
+        return "7", 7
+    if "float" in text:
+        return "2.5", 2.5
+    return f"{name}-value", f"{name}-value"
+
+
+def _subcommand(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    groups = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return groups.choices[name]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("plane, cls", [("cp", CPSettings), ("dp", DPSettings)])
+def test_every_setting_has_a_flag(plane: str, cls: type) -> None:
+    """Each field of the settings can be given as a flag of `tidegate <plane> start`, and the
+    flag wins over the environment."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    parser = build_parser()
+    start = _subcommand(_subcommand(parser, plane), "start")
+    for f in dataclasses.fields(cls):
+        flags = [a for a in start._actions if a.dest == f.name]
+        assert flags, f"no flag for {f.name}"
+        raw, expected = _example(hints[f.name], f.name)
+        choices = {"workers": "3", "cluster_mtls": "pki", "log_format": "json"}
+        if f.name in choices:
+            raw = expected = choices[f.name]
+        argv = [plane, "start", flags[0].option_strings[0]]
+        if flags[0].nargs != 0:  # not a switch like --enforce-rbac
+            argv.append(raw)
+        args = parser.parse_args(argv)
+        got = from_sources(cls, args, env={f"TIDEGATE_{f.name.upper()}": "ignored"})
+        assert getattr(got, f.name) == expected, f.name
