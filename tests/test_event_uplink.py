@@ -9,11 +9,13 @@ tests speak to an in-process cluster server as a scripted data plane (tests/clus
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -22,11 +24,12 @@ import grpc
 import psycopg
 import pytest
 
-from cp.cluster.dp_events import DataPlaneEvents
+from cp.cluster.dp_events import DataPlaneEvents, decode
 from cp.cluster.server import Cluster, start_cluster
-from dp.events import EventQueue
+from dp.cluster_client import FLOOD, FLOOD_LINGER, ClusterClient, _event_batch, linger
+from dp.events import Event, EventQueue
 from dp.hook_log import HookLog
-from dp.running import Snapshot
+from dp.running import RunningConfig, Snapshot
 from shared.certs import gen_cluster_cert
 from shared.config_set import ConfigSet
 from shared.entities import ENTITIES
@@ -393,6 +396,119 @@ async def test_retention_prunes_events_received_long_ago(store, dsn):
     page, more = await dp_events.page("dp-r", 10, None)
     assert [e["seq"] for e in page] == [4, 3] and more is None
     assert page[0]["at"] == 1_700_000_004.0
+
+
+async def test_json_batches_skip_what_no_data_plane_sends_and_still_cover_it(store):
+    """The events_json form: readable rows stored (NUL characters removed, NaN as null, a bad
+    timestamp replaced by the time of receipt), unreadable ones skipped, and the acknowledgement
+    covers the whole batch so the data plane is never stuck resending it."""
+    dp_events, boot = DataPlaneEvents(store.pool), str(uuid.uuid4())
+    rows = [
+        ["balancer", "health", {"n": 1}, 1_700_000_001.5, 11],
+        ["balancer", "health", {"n": 2}, 1_700_000_002.0, 99],  # not its place: seq 12
+        ["balancer", "health", ["not", "an", "object"], 1_700_000_003.0, 13],
+        ["", "health", {"n": 4}, 1_700_000_004.0, 14],  # no source
+        ["balancer", "health", {"n": 5, "bad": "a\u0000b"}, "yesterday", 15],
+        ["balancer", "health", {"n": 6}, 1e300, 16],
+    ]
+    text = json.dumps(rows).replace('"bad": "a\\\\u0000b"', '"bad": "a\\u0000b"')
+    text = text.replace('{"n": 6}', '{"n": 6, "x": NaN}')  # what the stdlib writes for nan
+    before = time.time()
+    assert await dp_events.store("dp-j", pb.EventBatch(
+        boot_id=boot, first_seq=11, count=6, events_json=text.encode())) == 16
+    page, _ = await dp_events.page("dp-j", 10, None)
+    got = {e["seq"]: e for e in page}
+    assert sorted(got) == [11, 15, 16]
+    assert got[11]["data"] == {"n": 1} and got[11]["at"] == 1_700_000_001.5
+    assert got[15]["data"] == {"n": 5, "bad": "ab"}, "NUL removed"
+    assert got[15]["at"] >= round(before, 3) - 0.001, "a bad timestamp becomes the receipt time"
+    assert got[16]["data"] == {"n": 6, "x": None} and got[16]["at"] >= round(before, 3) - 0.001
+
+    # Unreadable as a whole: nothing stored, the batch still acknowledged by its count.
+    assert await dp_events.store("dp-j", pb.EventBatch(
+        boot_id=boot, first_seq=17, count=3, events_json=b"[not json")) == 19
+    assert await dp_events.store("dp-j", pb.EventBatch(
+        boot_id=boot, first_seq=20, count=1, events_json=b'{"a": 1}')) == 20
+    assert len((await dp_events.page("dp-j", 10, None))[0]) == 3
+
+
+def test_an_event_json_cannot_hold_travels_as_a_note_and_the_rest_intact():
+    """The data plane's encoding of a batch, read back by the control plane's decoder."""
+    q = EventQueue()
+    circular: dict[str, Any] = {"a": 1}
+    circular["self"] = circular
+    q.put("rate-limiting-advanced", "rate-limit-exceeded", {"ip": "10.0.0.1", "rate": 11})
+    q.put("balancer", "health", circular)
+    q.put("balancer", "health", {"big": 2**70, "nan": float("nan"), "id": uuid.UUID(int=7)})
+    q.put("balancer", "health", {"port": 80})
+    batch = _event_batch(q.boot_id, q.take(10)).event_batch
+    assert (batch.first_seq, batch.count, len(batch.events)) == (1, 4, 0)
+    rows, covered = decode(batch, time.time())
+    assert covered == 4 and [r[4] for r in rows] == [1, 2, 3, 4]
+    assert rows[0][:3] == ["rate-limiting-advanced", "rate-limit-exceeded",
+                           {"ip": "10.0.0.1", "rate": 11}]
+    assert rows[1][2] == {"unencodable": "Circular reference detected"}
+    assert rows[2][2]["big"] == 2**70 and rows[2][2]["id"] == str(uuid.UUID(int=7))
+    assert rows[3][2] == {"port": 80} and rows[3][3] == q.peek()[3].at
+
+
+class RecordingQueue(EventQueue):
+    """The real queue, noting when each batch was taken and how many events it held."""
+
+    def __init__(self) -> None:
+        super().__init__(100_000)
+        self.takes: list[tuple[float, int]] = []
+
+    def take(self, limit: int) -> list[Event]:
+        batch = super().take(limit)
+        self.takes.append((asyncio.get_running_loop().time(), len(batch)))
+        return batch
+
+
+async def test_the_uplink_coalesces_a_flood_and_sends_a_lone_event_at_once(dsn, tls,
+                                                                            clusters):
+    q = RecordingQueue()
+    client = ClusterClient(address(clusters[0]), tls, RunningConfig(), f"dp-{uuid.uuid4()}",
+                           events=q)
+    running = asyncio.create_task(client.run())
+    try:
+        await eventually(lambda: client.status.connected, 20, "connected")
+        start, put = time.monotonic(), 0
+        while put < 3000:  # 5 000 events/s, in 10 ms steps as requests would raise them
+            due = min(3000, int((time.monotonic() - start) * 5000) + 50)
+            while put < due:
+                q.put("rate-limiting-advanced", "rate-limit-exceeded", {"n": put})
+                put += 1
+            await asyncio.sleep(0.01)
+        await eventually(lambda: q.acked == 3000, 30, "the flood acknowledged")
+        # A batch leaves no sooner than its predecessor's linger after it: a flood costs a
+        # handful of batches, not one per step.
+        takes = q.takes
+        assert sum(n for _, n in takes) == 3000
+        for (t0, n0), (t1, _) in itertools.pairwise(takes):
+            assert t1 - t0 >= linger(n0) - 0.001, (n0, t1 - t0)
+        assert max(n for _, n in takes) >= FLOOD, "the flood travelled in large batches"
+        assert len(takes) <= 3000 / FLOOD + 3, takes
+        assert await stored_count(dsn, client.node_id) == 3000
+
+        # After a quiet spell an event leaves at once: within a few loop turns, no linger.
+        await asyncio.sleep(FLOOD_LINGER)
+        taken = len(q.takes)
+        q.put("balancer", "health", {"lone": True})
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert len(q.takes) == taken + 1 and q.takes[-1][1] == 1
+        await eventually(lambda: q.acked == 3001, 10, "the lone event acknowledged")
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+async def stored_count(dsn: str, dp_id: str) -> int:
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        row = await (await conn.execute(
+            "SELECT count(*) FROM clustering_dp_events WHERE dp_id = %s", (dp_id,))).fetchone()
+    return int(row[0]) if row else 0
 
 
 # ---- the data plane's side, in process -------------------------------------------------------

@@ -7,6 +7,10 @@ hooks it matches (the hook engine's own fan-out: cp/hooks/dispatch.emit_batch). 
 commit does the caller send the EventAck, so an acknowledged event is durable and an event
 stored twice fires no hook twice.
 
+A batch carries its events as one JSON array (`events_json`, what tidegate data planes send:
+decoded with one orjson call, checked row by row, written to PostgreSQL as one parameter) or,
+as the first data planes did, as protobuf Events with a JSON payload each; both are read.
+
 Events are kept for `retention` seconds after they were received (CP setting
 `dp_events_retention`); `prune_forever()` deletes older ones in small chunks.
 `page()` serves GET /clustering/data-planes/{id}/events, newest first.
@@ -17,11 +21,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -34,18 +37,22 @@ log = logging.getLogger("tidegate.cluster")
 RETENTION = 7 * 24 * 3600.0
 PRUNE_CHUNK = 10_000
 
-# The batch travels as one JSON array of [seq, source, event, at, data] (one parameter, parsed
-# by PostgreSQL): adapting five Python lists element by element cost the control plane more
-# than everything else together.
+# The batch travels as one JSON array of the rows (one parameter, parsed by PostgreSQL):
+# adapting five Python lists element by element cost the control plane more than everything
+# else together. A row is the data plane's own [source, event, data, ts, seq].
 _INSERT = """
 INSERT INTO clustering_dp_events (dp_id, boot_id, seq, source, event, data, at)
-SELECT %(dp)s, %(boot)s, (r->>0)::bigint, r->>1, r->>2, r->4, to_timestamp((r->>3)::float8)
+SELECT %(dp)s, %(boot)s, (r->>4)::bigint, r->>0, r->>1, r->2, to_timestamp((r->>3)::float8)
   FROM jsonb_array_elements(%(rows)s::jsonb) AS r
 ON CONFLICT (dp_id, boot_id, seq) DO NOTHING
 RETURNING seq
 """
-# Strict JSON for PostgreSQL: no NaN/Infinity (Python's json reads and writes them).
+# Strict JSON for PostgreSQL (no NaN/Infinity), for a row orjson refuses (an integer beyond 64
+# bits that the stdlib parser read).
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+MAX_TS = 1e11  # seconds: beyond this (year 5138) PostgreSQL's timestamps end; "now" instead
+
+Row = list[Any]  # [source, event, data, ts, seq], checked
 
 _PAGE = """
 SELECT n, id::text, source, event, data, extract(epoch FROM at)::float8 AS at,
@@ -68,103 +75,97 @@ class EventStoreError(Exception):
     """A batch could not be stored; it must not be acknowledged."""
 
 
-@dataclass(slots=True)
-class Decoded:
-    seq: int
-    source: str
-    event: str
-    data: dict[str, Any]
-    at: float  # unix time
-
-
-def decode(batch: pb.EventBatch, now: float) -> tuple[list[Decoded], int]:
-    """The batch's readable events with their sequence numbers, and how many sequence numbers
-    the batch covers. An event no tidegate data plane sends (a payload that is not a JSON
-    object, a row of the wrong shape) is skipped with a warning: refusing the batch would block
-    every later event of that data plane."""
+def decode(batch: pb.EventBatch, now: float) -> tuple[list[Row], int]:
+    """The batch's readable events as rows, and how many sequence numbers the batch covers.
+    An event no tidegate data plane sends (a payload that is not a JSON object, a row of the
+    wrong shape) is skipped with a warning: refusing the batch would block every later event of
+    that data plane. A timestamp that is not a positive number of seconds becomes `now`."""
     if batch.events_json or batch.count:
         return _from_json(batch, now)
-    out = []
+    rows = []
     for i, ev in enumerate(batch.events):
-        seq = batch.first_seq + i
         try:
-            data = json.loads(ev.payload)
+            rows.append([ev.source, ev.event, json.loads(ev.payload), ev.ts, batch.first_seq + i])
         except ValueError as exc:
-            _skip(batch.boot_id, seq, ev.source, ev.event, exc)
-            continue
-        if (e := _checked(batch.boot_id, seq, ev.source, ev.event, data, ev.ts, now)) is not None:
-            out.append(e)
-    return out, len(batch.events)
+            _skip(batch.boot_id, batch.first_seq + i, exc)
+    return _checked(batch.boot_id, rows, now), len(batch.events)
 
 
-def _from_json(batch: pb.EventBatch, now: float) -> tuple[list[Decoded], int]:
+def _from_json(batch: pb.EventBatch, now: float) -> tuple[list[Row], int]:
     """`events_json`: one JSON array of [source, event, data, ts, seq], decoded at once."""
     try:
-        rows = json.loads(batch.events_json)
-        if not isinstance(rows, list):
+        try:
+            rows = orjson.loads(batch.events_json)
+        except orjson.JSONDecodeError:  # NaN, an integer beyond 64 bits: the stdlib reads them
+            rows = json.loads(batch.events_json)
+        if type(rows) is not list:
             raise ValueError("events_json is not a JSON array")
     except ValueError as exc:  # UnicodeDecodeError included
         log.warning("skipping %d unreadable events from seq %d of boot %s: %s", batch.count,
                     batch.first_seq, batch.boot_id, exc)
         return [], batch.count
+    first = batch.first_seq
+    for i, row in enumerate(rows):  # the check below wants each row's own seq to be its place
+        if type(row) is not list or len(row) != 5 or row[4] != first + i:
+            rows[i] = None
+            _skip(batch.boot_id, first + i, ValueError("not [source, event, data, ts, seq]"))
+        else:
+            row[4] = first + i  # an int, even where the row said 7.0
+    return _checked(batch.boot_id, rows, now), max(batch.count, len(rows))
+
+
+def _checked(boot_id: str, rows: list[Any], now: float) -> list[Row]:
+    """The rows with a source, an event and an object for data (a bad timestamp replaced)."""
     out = []
-    first, boot_id = batch.first_seq, batch.boot_id
-    for i, row in enumerate(rows):
-        seq = first + i
-        if type(row) is not list or len(row) != 5 or row[4] != seq:
-            _skip(boot_id, seq, "?", "?", ValueError(f"not [source, event, data, ts, {seq}]"))
+    for row in rows:
+        if row is None:
             continue
-        if (e := _checked(boot_id, seq, row[0], row[1], row[2], row[3], now)) is not None:
-            out.append(e)
-    return out, max(batch.count, len(rows))
+        source, event, data, ts, seq = row
+        if type(data) is not dict or type(source) is not str or type(event) is not str \
+                or not source or not event:
+            _skip(boot_id, seq, ValueError("not a JSON object with a source and an event"))
+            continue
+        if type(ts) not in (float, int) or not 0 < ts < MAX_TS:  # NaN compares false
+            row[3] = now
+        out.append(row)
+    return out
 
 
-def _checked(boot_id: str, seq: int, source: Any, event: Any, data: Any, ts: Any,
-             now: float) -> Decoded | None:
-    if type(data) is not dict or not source or not event or type(source) is not str \
-            or type(event) is not str:
-        _skip(boot_id, seq, source, event, ValueError("not a JSON object with a source and an "
-                                                      "event"))
-        return None
-    return Decoded(seq, source, event, data, ts if _timestamp(ts) else now)
+def _skip(boot_id: str, seq: int, exc: Exception) -> None:
+    log.warning("skipping unreadable event seq %d of boot %s: %s", seq, boot_id, exc)
 
 
-def _timestamp(ts: Any) -> bool:
+def _rows(boot_id: str, rows: list[Row]) -> tuple[str, list[Row]]:
+    """_INSERT's JSON array, encoded at once (orjson writes NaN as null), and the rows in it.
+    PostgreSQL's jsonb holds no NUL character: only when the batch has one (or a row orjson
+    refuses) are the rows encoded one by one, NUL characters removed (from what the hooks see
+    too) and rows JSON cannot hold skipped."""
     try:
-        return type(ts) in (float, int) and math.isfinite(ts) and ts > 0
-    except OverflowError:  # an integer too large for a float
-        return False
-
-
-def _skip(boot_id: str, seq: int, source: Any, event: Any, exc: Exception) -> None:
-    log.warning("skipping unreadable event %s/%s seq %d of boot %s: %s", source, event, seq,
-                boot_id, exc)
-
-
-def _rows(boot_id: str, events: list[Decoded]) -> tuple[str, list[Decoded]]:
-    """_INSERT's JSON array, encoded at once, and the events in it. PostgreSQL takes no NaN
-    and no NUL character: only when the batch holds one are the events encoded one by one, NUL
-    characters removed (from what the hooks see too) and events with NaN skipped."""
-    try:
-        text = _dumps([[e.seq, e.source, e.event, e.at, e.data] for e in events])
-        if "\\u0000" not in text:
-            return text, events
-    except ValueError:
+        text = orjson.dumps(rows)
+        if b"\\u0000" not in text:
+            return text.decode(), rows
+    except TypeError:
         pass
     kept, parts = [], []
-    for e in events:
+    for row in rows:
         try:
-            row = _dumps([e.seq, e.source, e.event, e.at, e.data])
+            part = _row_json(row)
         except ValueError as exc:
-            _skip(boot_id, e.seq, e.source, e.event, exc)
+            _skip(boot_id, row[4], exc)
             continue
-        if "\\u0000" in row:  # PostgreSQL's jsonb cannot hold NUL characters
-            e.source, e.event = _without_nul(e.source), _without_nul(e.event)
-            e.data = _without_nul(e.data)
-            row = _dumps([e.seq, e.source, e.event, e.at, e.data])
-        kept.append(e)
-        parts.append(row)
-    return "[" + ",".join(parts) + "]", kept
+        if b"\\u0000" in part:
+            row[:3] = _without_nul(row[:3])
+            part = _row_json(row)
+        kept.append(row)
+        parts.append(part)
+    return (b"[" + b",".join(parts) + b"]").decode(), kept
+
+
+def _row_json(row: Row) -> bytes:
+    try:
+        return orjson.dumps(row)
+    except TypeError:  # an integer beyond 64 bits: the stdlib writes it (and refuses NaN)
+        return _dumps(row).encode()
 
 
 async def _insert_rows(conn: psycopg.AsyncConnection[Any], dp_id: str, boot_id: str,
@@ -201,38 +202,38 @@ class DataPlaneEvents:
     async def store(self, dp_id: str, batch: pb.EventBatch) -> int:
         """Store a batch durably (see the module docstring); returns the last sequence number
         it covers, to acknowledge. Raises EventStoreError when nothing may be acknowledged."""
-        events, covered = decode(batch, time.time())
+        rows, covered = decode(batch, time.time())
         if not covered:
             return 0
-        if events:
+        if rows:
             try:
-                await self._insert(dp_id, batch.boot_id, events)
+                await self._insert(dp_id, batch.boot_id, rows)
             except (psycopg.Error, OSError) as exc:
                 raise EventStoreError(f"could not store events: {exc}") from exc
         return batch.first_seq + covered - 1
 
-    async def _insert(self, dp_id: str, boot_id: str, events: list[Decoded]) -> None:
-        rows, events = _rows(boot_id, events)
+    async def _insert(self, dp_id: str, boot_id: str, rows: list[Row]) -> None:
+        text, rows = _rows(boot_id, rows)
         async with self.pool.connection() as conn, conn.transaction():
             try:
                 async with conn.transaction():  # a savepoint: the fallback below may follow
-                    stored = await _insert_rows(conn, dp_id, boot_id, rows)
+                    stored = await _insert_rows(conn, dp_id, boot_id, text)
             except psycopg.errors.DataError as exc:
                 # Text PostgreSQL refuses (a lone surrogate...): store the rest one by one.
                 log.warning("data plane %s sent events PostgreSQL refuses (%s); storing the "
                             "others one by one", dp_id, exc)
                 stored = set()
-                for e in events:
+                for row in rows:
                     try:
                         async with conn.transaction():
                             stored |= await _insert_rows(conn, dp_id, boot_id,
-                                                         _rows(boot_id, [e])[0])
+                                                         _rows(boot_id, [row])[0])
                     except psycopg.errors.DataError:
-                        log.warning("skipping event %s/%s seq %d of boot %s", e.source,
-                                    e.event, e.seq, boot_id)
+                        log.warning("skipping event %s/%s seq %d of boot %s", row[0], row[1],
+                                    row[4], boot_id)
             if stored:
-                await emit_batch(conn, [(e.source, e.event, e.data) for e in events
-                                        if e.seq in stored], self.hook_retry_period)
+                await emit_batch(conn, [(r[0], r[1], r[2]) for r in rows if r[4] in stored],
+                                 self.hook_retry_period)
 
     async def known(self, dp_id: str) -> bool:
         """A data plane the cluster has seen (recorded, or with stored events)."""
