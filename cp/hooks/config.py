@@ -18,6 +18,7 @@ class HooksConfig:
     workers: int = 4                   # delivery loops per node, each one batch at a time
     batch: int = 64                    # deliveries claimed at once by a loop
     poll: float = 1.0                  # longest wait between looks at the tables
+    gather: float = 0.005              # after a change is notified, wait this long for more
     allow: str = ""                    # comma-separated hosts/CIDRs; empty = any
     deny: str = ""                     # comma-separated hosts/CIDRs refused
     standard_webhooks: bool = True     # webhook-id/-timestamp/-signature headers

@@ -2,7 +2,9 @@
 
 The cursor row (`event_hook_cursor`) is locked for the whole batch and advanced in the same
 transaction that inserts the deliveries, so with several control-plane nodes each change is
-dispatched by exactly one of them, and a crash simply rolls the batch back. Hooks are taken as
+dispatched by exactly one of them, and a crash simply rolls the batch back. (The engine commits
+asynchronously, so a database crash may also lose a batch that was already delivered: it is
+dispatched again with the same delivery ids, see fanout.delivery_row.) Hooks are taken as
 they were at each change: the current table, rewound through the later change-log rows of
 `event_hooks`, then replayed row by row; a hook does not see changes made before it existed.
 """
@@ -20,11 +22,14 @@ from shared.events import catalogue, check_source_event
 
 BATCH = 500
 _CHANGES = """
-SELECT id, op, entity_type, entity_id,
+SELECT id, op, entity_type, entity_id, extract(epoch FROM created_at)::float8 AS at,
        CASE WHEN %(all)s OR entity_type = ANY(%(tables)s) THEN old_entity END AS old_entity,
        CASE WHEN %(all)s OR entity_type = ANY(%(tables)s) THEN new_entity END AS new_entity
   FROM change_log WHERE id > %(version)s ORDER BY id LIMIT %(limit)s
 """
+# Looked at before the cursor is locked: locking it writes WAL, for nothing when all is done.
+_ANY_NEW = ("SELECT EXISTS (SELECT 1 FROM change_log WHERE id > "
+            "(SELECT last_change FROM event_hook_cursor WHERE id = 1))")
 
 
 async def _hooks_as_of(conn: psycopg.AsyncConnection[Any],
@@ -76,7 +81,7 @@ async def _hook_changed(conn: psycopg.AsyncConnection[Any], row: dict[str, Any],
     if subject is None or subject.get("handler") != "webhook":
         return []
     return [delivery_row(hid, "ping", payloads.PING_SOURCE, "ping", payloads.ping(subject),
-                         hook=subject, change_id=row["id"], period=period)]
+                         hook=subject, change_id=row["id"], period=period, at=row["at"])]
 
 
 async def _changes(conn: psycopg.AsyncConnection[Any], version: int,
@@ -89,6 +94,9 @@ async def _changes(conn: psycopg.AsyncConnection[Any], version: int,
 
 async def dispatch_batch(conn: psycopg.AsyncConnection[Any], period: float) -> int:
     """Turn the next change-log rows into deliveries; returns how many rows were consumed."""
+    row = await (await conn.execute(_ANY_NEW)).fetchone()
+    if not (row and row[0]):
+        return 0
     async with conn.transaction():
         cur = await conn.execute(
             "SELECT last_change FROM event_hook_cursor WHERE id = 1 FOR UPDATE")
@@ -111,7 +119,7 @@ async def dispatch_batch(conn: psycopg.AsyncConnection[Any], period: float) -> i
             watched = tables is None or change["entity_type"] in tables
             for event in payloads.from_change(change) if active and watched else ():
                 rows += await fan_out(conn, active, event, change_id=change["id"],
-                                      period=period)
+                                      period=period, at=change["at"])
             if change["entity_type"] == "event_hooks":
                 rows += await _hook_changed(conn, change, hooks, period)
         await conn.execute("UPDATE event_hook_cursor SET last_change = %s WHERE id = 1",
@@ -129,6 +137,9 @@ async def emit(conn: psycopg.AsyncConnection[Any], source: str, event: str,
     if errors:
         raise ValueError(next(iter(errors.values())))
     async with conn.transaction():
+        # The caller may acknowledge the event once this returns: the commit must be flushed,
+        # also on the engine's own sessions (which commit asynchronously, see priority.py).
+        await conn.execute("SET LOCAL synchronous_commit TO on")
         return await emit_batch(conn, [(source, event, data)], period)
 
 

@@ -10,8 +10,8 @@
   rate-limiting-advanced events) durably through the same fan-out.
 
 Nothing here runs on the Admin API's write path: a write only appends to the change log.
-The engine's PostgreSQL sessions run at the engine process's niceness where allowed (see
-`priority`): in the worker process, below the Admin API's.
+The engine's PostgreSQL sessions yield to the Admin API's: their commits do not wait for the
+WAL flush, and they run at the engine process's niceness where allowed (see `priority`).
 """
 
 from __future__ import annotations
@@ -43,12 +43,13 @@ class HookEngine:
         self.ctx = HandlerContext(self.config)
         self.pool = AsyncConnectionPool(dsn, min_size=1, max_size=self.config.workers + 2,
                                         open=False, kwargs=CONNECT,
-                                        configure=priority.lower_backend)
+                                        configure=priority.configure)
         self._changes = asyncio.Event()
         self._due: list[asyncio.Event] = [asyncio.Event() for _ in range(self.config.workers)]
         self._idle: set[int] = set()  # delivery loops waiting for work
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._stopped = asyncio.Event()  # ends the waits of loops that wait long
 
     async def start(self) -> None:
         await self.pool.open(wait=True, timeout=30)
@@ -60,6 +61,7 @@ class HookEngine:
 
     async def stop(self) -> None:
         self._stopping = True  # loops also check it: a cancellation can get swallowed
+        self._stopped.set()
         self._changes.set()
         self._wake_workers()
         for task in self._tasks:
@@ -115,7 +117,7 @@ class HookEngine:
     async def _listen(self) -> None:
         async def step() -> None:
             async with await psycopg.AsyncConnection.connect(self.dsn, **CONNECT) as conn:
-                await priority.lower_backend(conn)
+                await priority.configure(conn)
                 await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                 await conn.execute(f"LISTEN {DELIVERIES_CHANNEL}")
                 self._changes.set()
@@ -138,6 +140,8 @@ class HookEngine:
                     while await dispatch.dispatch_batch(conn, self.config.retry_period):
                         pass
                 await _wait(self._changes, self.config.poll)
+                # A burst of writes becomes one batch, not one pass (and transaction) each.
+                await _wait(self._stopped, self.config.gather)
 
         await self._guarded("dispatcher", step)
 
@@ -149,7 +153,7 @@ class HookEngine:
                 if gone:
                     log.info("pruned %d event-hook deliveries finished more than %g s ago",
                              gone, self.config.retention)
-                await asyncio.sleep(self.config.prune_every)
+                await _wait(self._stopped, self.config.prune_every)
 
         await self._guarded("pruning", step)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -35,12 +36,14 @@ def to_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def delivery_id(at: float | None = None) -> str:
-    """A new delivery id in the UUIDv7 layout (RFC 9562): 48 bits of Unix milliseconds, then
-    74 random bits. Ids increase with time, so new rows append to the primary key (fewer
-    page splits and full-page images in the WAL) and old ones are a range of it (`prune`)."""
+def delivery_id(at: float | None = None, key: str | None = None) -> str:
+    """A delivery id in the UUIDv7 layout (RFC 9562): 48 bits of Unix milliseconds, then 74
+    bits, random or derived from `key` (the same time and key give the same id). Ids increase
+    with time, so new rows append to the primary key (fewer page splits and full-page images
+    in the WAL) and old ones are a range of it (`prune`)."""
     ms = int((time.time() if at is None else at) * 1000)
-    rand = int.from_bytes(os.urandom(10), "big")  # 80 bits, 74 used
+    seed = hashlib.sha256(key.encode()).digest()[:10] if key is not None else os.urandom(10)
+    rand = int.from_bytes(seed, "big")  # 80 bits, 74 used
     value = (ms << 80) | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64 | (0b10 << 62) | (
         rand & ((1 << 62) - 1))
     return str(uuid.UUID(int=value))
@@ -52,11 +55,15 @@ def first_id_at(at: float) -> str:
 
 
 def delivery_row(hook_id: str, kind: str, source: str, event: str, payload: dict[str, Any] | str,
-                 *, hook: dict[str, Any] | None, change_id: int | None,
-                 period: float) -> tuple[Any, ...]:
-    """A row for `insert`; `payload` may already be JSON text."""
+                 *, hook: dict[str, Any] | None, change_id: int | None, period: float,
+                 at: float | None = None) -> tuple[Any, ...]:
+    """A row for `insert`; `payload` may already be JSON text. A delivery of a change-log row
+    (`change_id`, committed at `at`) gets an id derived from the change, the hook and the
+    kind: dispatching the same change again (after a database crash lost an asynchronous
+    commit, see priority.py) gives the same ids, so receivers still dedupe."""
     body = payload if isinstance(payload, str) else to_json(payload)
-    return (delivery_id(), hook_id, kind, source, event, body,
+    key = f"{change_id}/{hook_id}/{kind}" if change_id is not None else None
+    return (delivery_id(at, key), hook_id, kind, source, event, body,
             to_json(hook) if hook is not None else None, change_id, period)
 
 
@@ -74,8 +81,10 @@ def _runs_here(hook: dict[str, Any], source: str) -> bool:
 
 
 async def fan_out(conn: psycopg.AsyncConnection[Any], hooks: list[dict[str, Any]],
-                  event: Event, *, change_id: int | None, period: float) -> list[tuple]:
-    """Delivery rows for every matching hook that snooze/on_change let through."""
+                  event: Event, *, change_id: int | None, period: float,
+                  at: float | None = None) -> list[tuple]:
+    """Delivery rows for every matching hook that snooze/on_change let through (`change_id`
+    and `at`: the change-log row the event comes from, and when it was committed)."""
     rows, encoded = [], {}  # event name -> payload JSON, shared by the hooks that match
     for hook in hooks:
         name = payloads.matches(hook, event)
@@ -86,5 +95,5 @@ async def fan_out(conn: psycopg.AsyncConnection[Any], hooks: list[dict[str, Any]
         if name not in encoded:
             encoded[name] = to_json(payloads.payload(event, name))
         rows.append(delivery_row(hook["id"], "event", event.source, name, encoded[name],
-                                 hook=None, change_id=change_id, period=period))
+                                 hook=None, change_id=change_id, period=period, at=at))
     return rows
