@@ -15,6 +15,11 @@ absent, other path), as in Kong. Counters outlive this object (dp/ratelimit/regi
 the runtime builds a new plugin instance per config snapshot. They are per process: with
 `--workers N` the `local` strategy limits each worker on its own (Kong's workers share a shared
 dict); `redis` gives one limit across workers and data planes.
+
+Every request of a limited route runs `access`, so what a config implies (its `Policy`, the
+identifier, the error answer) is worked out once per config (`_Limits`), the headers' names
+and limits once per window (dp/ratelimit/limiter.py), and local counting does not go through
+a coroutine.
 """
 
 from __future__ import annotations
