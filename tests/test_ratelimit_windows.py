@@ -10,10 +10,11 @@ import random
 
 import pytest
 
+from dp.plugins.pdk import header_key, header_line
 from dp.ratelimit import windows as w
 from dp.ratelimit.exceeded import OncePerWindow, payload
-from dp.ratelimit.headers import client_headers, retry_after
-from dp.ratelimit.limiter import Policy, windows_of
+from dp.ratelimit.headers import OneWindowHeaders, client_headers, retry_after
+from dp.ratelimit.limiter import Policy, Verdict, WindowState, windows_of
 from dp.ratelimit.local import LocalCounters
 
 T0 = 1_699_999_200.0  # a multiple of 3600 (so of 60 and 10): a window start for those sizes
@@ -142,3 +143,23 @@ def test_event_payload_shape() -> None:
     data = payload(None, "10.0.0.1", {"id": "s", "name": "svc"}, 6.0, 5.0, "minute")
     assert data == {"consumer": {}, "ip": "10.0.0.1", "service": {"id": "s", "name": "svc"},
                     "rate": 6, "limit": 5, "window": "minute"}
+
+
+@pytest.mark.parametrize("window_type", ["sliding", "fixed"])
+@pytest.mark.parametrize("size", [1, 10, 60, 2.5])
+def test_rendered_headers_of_allowed_requests_match_client_headers(size: float,
+                                                                     window_type: str) -> None:
+    """The per-config rendering (reset line cached per second) sends exactly the headers
+    client_headers gives, in its order, for any allowed rate at any time; here over times
+    moving forward and back across window edges and whole seconds."""
+    (window,) = windows_of([20], [size])
+    rendered = OneWindowHeaders(window, window_type)
+    rng = random.Random(7)
+    now = T0
+    for _ in range(2000):
+        now += rng.choice([0.0, 0.001, 0.3, 0.999, 1.0, 2.5, -1.7, size])
+        value = rng.choice([0, 1, 7.25, 19.999, 20])
+        expected = client_headers(Verdict((WindowState(window, value),), None), now,
+                                  window_type)
+        assert list(rendered.allowed(value, now).items()) == [
+            (header_key(name), header_line(name, text)) for name, text in expected.items()]

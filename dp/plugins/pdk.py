@@ -167,6 +167,11 @@ def header_key(name: str) -> bytes:
     return found
 
 
+def header_line(name: str, value: Any) -> str:
+    """A client response header as `Exchange.resp_set` holds it: the line as sent."""
+    return f"{name}: {value}\r\n"
+
+
 class _Response:
     __slots__ = ("_ex",)
 
@@ -183,7 +188,7 @@ class _Response:
         return found
 
     def set_header(self, name: str, value: Any) -> None:
-        self._changes()[header_key(name)] = f"{name}: {value}\r\n"
+        self._changes()[header_key(name)] = header_line(name, value)
 
     def set_headers(self, headers: dict[str, Any]) -> None:
         """`set_header` for each of `headers` (rate-limiting-advanced sets five on every
@@ -196,7 +201,17 @@ class _Response:
             key = keys.get(name)
             if key is None:
                 key = header_key(name)
-            changes[key] = f"{name}: {value}\r\n"
+            changes[key] = f"{name}: {value}\r\n"  # header_line, inlined
+
+    def set_header_lines(self, lines: dict[bytes, str]) -> None:
+        """`set_header` for headers rendered ahead: `header_key(name)` → `header_line(name,
+        value)`. One dict update, for plugins that set the same names on every request and
+        can render most of their lines once (rate-limiting-advanced)."""
+        changes = self._ex.resp_set
+        if changes is None:
+            self._ex.resp_set = dict(lines)
+        else:
+            changes.update(lines)
 
     def add_header(self, name: str, value: Any) -> None:
         changes = self._changes()

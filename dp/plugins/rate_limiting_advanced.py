@@ -29,7 +29,7 @@ from typing import Any
 from dp.events import EventQueue
 from dp.plugins.base import Plugin
 from dp.ratelimit import clock, exceeded
-from dp.ratelimit.headers import client_headers, retry_after
+from dp.ratelimit.headers import OneWindowHeaders, client_headers, retry_after
 from dp.ratelimit.limiter import Policy, WindowState
 from dp.ratelimit.registry import message_policy_for, policy_for
 
@@ -67,7 +67,7 @@ class _Limits:
     this plugin instance, live for one snapshot) rather than looked up per request."""
 
     __slots__ = ("error_code", "error_message", "header_name", "hide", "jitter", "kind",
-                 "namespace", "path", "policy", "window_type")
+                 "lines", "namespace", "path", "policy", "window_type")
 
     def __init__(self, conf: dict[str, Any]) -> None:
         self.policy = policy_for(conf)
@@ -80,6 +80,9 @@ class _Limits:
         self.error_message: str = conf["error_message"]
         self.namespace: str = conf["namespace"]
         self.jitter: float = conf.get("retry_after_jitter_max") or 0
+        # An allowed request's headers, mostly rendered ahead (one window, not hidden).
+        self.lines = OneWindowHeaders(self.policy.windows[0], self.window_type) \
+            if len(self.policy.windows) == 1 and not self.hide else None
 
 
 class RateLimitingAdvanced(Plugin):
@@ -108,7 +111,10 @@ class RateLimitingAdvanced(Plugin):
         policy = limits.policy
         verdict = policy.hit_nowait(key, now) if policy.local else await policy.hit(key, now)
         if verdict.exceeded is None:
-            if not limits.hide:
+            if limits.lines is not None:
+                kong.response.set_header_lines(limits.lines.allowed(verdict.states[0].value,
+                                                                    now))
+            elif not limits.hide:
                 kong.response.set_headers(client_headers(verdict, now, limits.window_type))
             return
         headers = {} if limits.hide else client_headers(verdict, now, limits.window_type)

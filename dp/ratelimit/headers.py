@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 import random
 
-from dp.ratelimit.limiter import Verdict, WindowState
+from dp.plugins.pdk import header_key, header_line
+from dp.ratelimit.limiter import Verdict, Window, WindowState
 from dp.ratelimit.windows import reset_after
 
 
@@ -52,6 +53,43 @@ def client_headers(verdict: Verdict, now: float, window_type: str) -> dict[str, 
     out["RateLimit-Remaining"] = str(_left(tight))
     out["RateLimit-Reset"] = str(reset_after(now, w.size, window_type, tight.value, w.limit))
     return out
+
+
+class OneWindowHeaders:
+    """`client_headers` of an allowed request under a one-window config (the usual one),
+    rendered for the PDK's `set_header_lines`: the limit lines once per config, the reset line
+    once per second, only the two remaining lines per request. (An allowed request's reset
+    depends on the clock alone, and for a window of whole seconds only on the second.)"""
+
+    __slots__ = ("_reset_line", "_second", "keys", "limit_lines", "remaining_name", "whole",
+                 "window", "window_type")
+
+    def __init__(self, window: Window, window_type: str) -> None:
+        self.window, self.window_type = window, window_type
+        self.keys = tuple(header_key(name) for name in (
+            window.limit_header, window.remaining_header, "RateLimit-Limit",
+            "RateLimit-Remaining", "RateLimit-Reset"))
+        self.limit_lines = (header_line(window.limit_header, window.limit_text),
+                            header_line("RateLimit-Limit", window.limit_text))
+        self.remaining_name = window.remaining_header
+        self.whole = float(window.size).is_integer()
+        self._second = -1
+        self._reset_line = ""
+
+    def allowed(self, value: float, now: float) -> dict[bytes, str]:
+        """The lines for a request whose rate `value` is within the limit, in
+        `client_headers`' order."""
+        w = self.window
+        left = str(max(int(w.limit - value), 0))  # _left, inlined
+        second = int(now)
+        if second != self._second or not self.whole:
+            self._second = second
+            self._reset_line = header_line("RateLimit-Reset", reset_after(
+                now, w.size, self.window_type, value, w.limit))
+        k = self.keys
+        return {k[0]: self.limit_lines[0], k[1]: f"{self.remaining_name}: {left}\r\n",
+                k[2]: self.limit_lines[1], k[3]: f"RateLimit-Remaining: {left}\r\n",
+                k[4]: self._reset_line}
 
 
 def retry_after(reset: int, jitter_max: float, rng: random.Random | None = None) -> int:

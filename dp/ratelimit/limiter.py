@@ -100,11 +100,14 @@ class Policy:
     def hit_nowait(self, key: str, now: float) -> Verdict:
         """`hit` for callers that cannot wait (frame handlers): Redis is updated later.
         With local counters it is `hit` without the coroutine."""
-        counters = self.counters
-        if self.local:
-            counts = counters.add_many(key, self.sizes, now)  # type: ignore[union-attr]
+        if self.local:  # (`local` says which, without an isinstance per request)
+            local: LocalCounters = self.counters  # type: ignore[assignment]
+            if self.single:
+                return self._settle_one(key, local.add(key, self.sizes[0], now), now)
+            counts = local.add_many(key, self.sizes, now)
         else:
-            counts = counters.add_nowait(key, self.sizes, now)  # type: ignore[union-attr]
+            redis: RedisCounters = self.counters  # type: ignore[assignment]
+            counts = redis.add_nowait(key, self.sizes, now)
         if self.single:
             return self._settle_one(key, counts[0], now)
         return self._settle(key, counts, now)

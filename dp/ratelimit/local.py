@@ -38,10 +38,6 @@ class LocalCounters:
     def __len__(self) -> int:
         return sum(len(by_key) for by_key in self._slots.values())
 
-    def add(self, key: str, size: float, now: float, n: float = 1) -> tuple[float, float]:
-        """Count `n` hits now; returns (current, previous) window counts after it."""
-        return self.add_many(key, [size], now, n)[0]
-
     def get(self, key: str, size: float, now: float) -> tuple[float, float]:
         """(current, previous) window counts without counting anything."""
         slot = self._slots.get(size, {}).get(key)
@@ -76,24 +72,24 @@ class LocalCounters:
             if not by_key:
                 del self._slots[size]
 
-    def add_many(self, key: str, sizes: list[float], now: float,
-                 n: float = 1) -> list[tuple[float, float]]:
-        """Count `n` hits now on every window size; (current, previous) per window after it.
-        (Every limited request comes here: one call, no helper calls, no comprehension.)"""
+    def add(self, key: str, size: float, now: float, n: float = 1) -> tuple[float, float]:
+        """Count `n` hits now on one window size; its (current, previous) counts after it.
+        (Every limited request comes here: no helper call unless the window rolled over.)"""
         if now - self._last_sweep >= SWEEP_EVERY:
             self.sweep(now)
-        slots = self._slots
-        out = []
-        for size in sizes:
-            by_key = slots.get(size)
-            slot = by_key.get(key) if by_key is not None else None
-            index = floor(now / size)
-            if slot is None or slot.index != index:
-                slot = self._slot(key, size, index)
-            count = slot.current + n
-            slot.current = count if count > 0 else 0.0
-            out.append((slot.current, slot.previous))
-        return out
+        by_key = self._slots.get(size)
+        slot = by_key.get(key) if by_key is not None else None
+        index = floor(now / size)
+        if slot is None or slot.index != index:
+            slot = self._slot(key, size, index)
+        count = slot.current + n
+        slot.current = count if count > 0 else 0.0
+        return slot.current, slot.previous
+
+    def add_many(self, key: str, sizes: list[float], now: float,
+                 n: float = 1) -> list[tuple[float, float]]:
+        """`add` on every window size, in order."""
+        return [self.add(key, size, now, n) for size in sizes]
 
     def undo(self, key: str, sizes: list[float], now: float, n: float = 1) -> None:
         """Take back hits `add_many` counted (a denied request that must not count)."""
