@@ -9,7 +9,10 @@ Prints:
   write runs     POST /consumers, 16 in flight, alternately with no hook and with 10 webhook
                  hooks on consumers (order A B B A A B ..., so drift hits both alike); each run
                  with the CPU seconds of every process involved
-  ratio          median writes/s with 10 hooks / median without (goal >= 0.9)
+  ratio          median writes/s with 10 hooks / median without (goal >= 0.9). A run of
+                 --writes is a burst: the engine holds its deliveries back while it lasts,
+                 for at most event_hooks_max_defer seconds (cp/hooks/pressure.py); a run
+                 longer than that (--writes 20000) shows writes and deliveries competing
   deliveries/s   each hooked run's 10 x writes deliveries, counted at the receiver from the
                  first to the last one (goal >= 500/s); every run checks that each write
                  reached each hook exactly once (distinct delivery ids), else the bench fails

@@ -39,6 +39,10 @@ class CPSettings:
     # so they never take the Admin API's CPU; "inline": in the control plane's own event loop.
     event_hooks_worker: str = "process"
     event_hooks_nice: int = 10
+    # While Admin API writes arrive faster than this per second (all CP nodes together), the
+    # engine holds deliveries back, for at most event_hooks_max_defer seconds (cp/hooks/pressure).
+    event_hooks_defer_above: float = 200.0
+    event_hooks_max_defer: float = 5.0
     # Events data planes send up (GET /clustering/data-planes/{id}/events): kept this many
     # seconds after they were received, then pruned.
     dp_events_retention: float = 7 * 24 * 3600.0

@@ -19,6 +19,8 @@ class HooksConfig:
     batch: int = 64                    # deliveries claimed at once by a loop
     poll: float = 1.0                  # longest wait between looks at the tables
     gather: float = 0.005              # after a change is notified, wait this long for more
+    defer_above: float = 200.0         # Admin API writes/s above which deliveries hold back
+    max_defer: float = 5.0             # ... for at most this many seconds (cp/hooks/pressure)
     allow: str = ""                    # comma-separated hosts/CIDRs; empty = any
     deny: str = ""                     # comma-separated hosts/CIDRs refused
     standard_webhooks: bool = True     # webhook-id/-timestamp/-signature headers
@@ -44,6 +46,8 @@ class HooksConfig:
             retry_base=num("event_hooks_retry_base", cls.retry_base),
             retention=num("event_hooks_retention", cls.retention),
             workers=int(num("event_hooks_workers", cls.workers)),
+            defer_above=num("event_hooks_defer_above", cls.defer_above),
+            max_defer=num("event_hooks_max_defer", cls.max_defer),
             allow=str(getattr(settings, "event_hooks_allow", "") or ""),
             deny=str(getattr(settings, "event_hooks_deny", "") or ""),
             standard_webhooks=bool(getattr(settings, "event_hooks_standard_webhooks", True)),

@@ -6,6 +6,8 @@
   loop; a loop that claims a full batch wakes another, so light traffic costs one claim per
   event while a backlog gets every loop;
 - a pruning loop deletes finished deliveries older than the retention period — see `prune`;
+- while Admin API writes come in a burst, the dispatcher and the delivery loops hold back,
+  for a bounded time — see `pressure`;
 - `emit(source, event, data)` records any other event (the data planes' balancer and
   rate-limiting-advanced events) durably through the same fan-out.
 
@@ -29,6 +31,7 @@ from cp.hooks.config import HooksConfig
 from cp.hooks.fanout import DELIVERIES_CHANNEL
 from cp.hooks.handlers import HandlerContext
 from cp.hooks.outcome import Outcome
+from cp.hooks.pressure import WritePressure
 from cp.store import NOTIFY_CHANNEL
 
 log = logging.getLogger("tidegate.hooks")
@@ -50,6 +53,7 @@ class HookEngine:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._stopped = asyncio.Event()  # ends the waits of loops that wait long
+        self.pressure = WritePressure(self.config.defer_above, self.config.max_defer)
 
     async def start(self) -> None:
         await self.pool.open(wait=True, timeout=30)
@@ -97,6 +101,11 @@ class HookEngine:
                 self._due[index].set()
                 return
 
+    async def _hold_back(self) -> None:
+        """Wait while a burst of Admin API writes is on (see `pressure`)."""
+        while not self._stopping and (hold := self.pressure.hold()) > 0:
+            await _wait(self._stopped, min(hold, 0.05))
+
     async def _guarded(self, what: str, step: Any) -> None:
         """Run `step` until stopped, surviving database outages and bugs. (psycopg may turn a
         cancellation into a QueryCanceled error; the stopping flag ends the loop regardless.)"""
@@ -125,6 +134,7 @@ class HookEngine:
                 while not self._stopping:
                     async for note in conn.notifies(timeout=self.config.poll):
                         if note.channel == NOTIFY_CHANNEL:
+                            self.pressure.note_write()
                             self._changes.set()
                         else:
                             self._wake_one()
@@ -135,10 +145,13 @@ class HookEngine:
         async def step() -> None:
             while not self._stopping:
                 self._changes.clear()
+                await self._hold_back()
                 async with self.pool.connection() as conn:
                     # New deliveries notify DELIVERIES_CHANNEL on commit: that wakes a loop.
                     while await dispatch.dispatch_batch(conn, self.config.retry_period):
-                        pass
+                        if self.pressure.hold():
+                            self._changes.set()  # more may be waiting: look after the hold
+                            break
                 await _wait(self._changes, self.config.poll)
                 # A burst of writes becomes one batch, not one pass (and transaction) each.
                 await _wait(self._stopped, self.config.gather)
@@ -163,9 +176,12 @@ class HookEngine:
         async def step() -> None:
             while not self._stopping:
                 due.clear()
+                await self._hold_back()
                 async with self.pool.connection() as conn:
                     while await deliver.work_batch(conn, self.ctx, on_full=self._wake_one):
-                        pass
+                        if self.pressure.hold():
+                            due.set()  # more may be due: look after the hold
+                            break
                     until = await deliver.seconds_until_due(conn)
                 wait = self.config.poll if until is None else min(self.config.poll, until)
                 self._idle.add(index)
