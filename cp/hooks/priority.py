@@ -82,12 +82,13 @@ def renice_backend_pid(pid: int, nice: int) -> bool:
 
 
 def lower_autogroup(pid: int, nice: int) -> None:
-    """Give the backend's autogroup niceness `nice` too, when it is the backend's alone.
+    """Give `pid`'s autogroup niceness `nice` (never less nice), when `pid` leads its
+    session: then the autogroup is that session's, not shared with processes we did not mean.
 
     With autogroups (kernel.sched_autogroup_enabled, the default on most distributions) the
-    scheduler first shares the CPU between sessions, then by niceness within each. A
-    PostgreSQL backend starts a session of its own (setsid), so its own niceness decides
-    nothing against the other backends': its autogroup's niceness does."""
+    scheduler first shares the CPU between sessions, then by niceness within each. Every
+    PostgreSQL backend starts a session of its own (setsid), so a backend's own niceness
+    decides nothing against the other backends': its autogroup's niceness does."""
     try:
         session = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
         if session != pid:  # its autogroup may hold other processes: leave it alone
