@@ -5,8 +5,11 @@ Import them into a test module with `from tests.hook_fixtures import hooked, rec
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from aiohttp import ClientSession, web
@@ -17,6 +20,7 @@ from cp.hooks.config import HooksConfig
 from cp.hooks.engine import HookEngine
 from cp.store import Store
 from tests.hook_receiver import Receiver
+from tests.polling import eventually
 
 FAST = HooksConfig(retry_base=0.05, poll=0.2, timeout=2.0, lambda_timeout=1.0, workers=2)
 
@@ -54,13 +58,32 @@ async def start_admin(store: Store, engine: HookEngine) -> tuple[web.AppRunner, 
     return runner, f"http://127.0.0.1:{port}"
 
 
+@contextlib.asynccontextmanager
+async def running_engine(store: Store, dsn: str, **config: Any) -> AsyncIterator[Hooked]:
+    """A real Admin API and a hook engine running with FAST changed by `config`."""
+    engine = HookEngine(dsn, dataclasses.replace(FAST, **config))
+    await engine.start()
+    runner, url = await start_admin(store, engine)
+    try:
+        async with ClientSession(base_url=url) as session:
+            yield Hooked(session, engine, store)
+    finally:
+        await runner.cleanup()
+        await engine.stop()
+
+
 @pytest.fixture
 async def hooked(store: Store, dsn: str) -> AsyncIterator[Hooked]:
     """A real Admin API and a running hook engine on a fresh database."""
-    engine = HookEngine(dsn, FAST)
-    await engine.start()
-    runner, url = await start_admin(store, engine)
-    async with ClientSession(base_url=url) as session:
-        yield Hooked(session, engine, store)
-    await runner.cleanup()
-    await engine.stop()
+    async with running_engine(store, dsn) as h:
+        yield h
+
+
+async def webhook(hooked: Hooked, receiver: Receiver, **extra: Any) -> dict:
+    """A webhook hook on consumer changes to `receiver`, once its creation ping arrived."""
+    status, hook = await hooked.post("/event-hooks", {
+        "source": "crud", "event": "consumers", "handler": "webhook",
+        "config": {"url": receiver.url}, **extra})
+    assert status == 201, hook
+    await eventually(receiver.pings, what="ping")
+    return hook

@@ -12,19 +12,10 @@ from cp.hooks.deliver import backoff, next_state
 from cp.hooks.engine import HookEngine
 from cp.hooks.outbound import Destinations, Outbound
 from cp.hooks.outcome import Outcome
-from tests.hook_fixtures import FAST
+from tests.hook_fixtures import FAST, webhook
 from tests.polling import eventually as until
 
 pytest_plugins = ["tests.hook_fixtures"]  # hooked, receiver
-
-
-async def webhook(hooked, receiver, **extra) -> dict:
-    status, hook = await hooked.post("/event-hooks", {
-        "source": "crud", "event": "consumers", "handler": "webhook",
-        "config": {"url": receiver.url}, **extra})
-    assert status == 201, hook
-    await until(receiver.pings, what="ping")
-    return hook
 
 
 async def deliveries(hooked, hook) -> list[dict]:

@@ -8,17 +8,12 @@ one of them, and a burst longer than `max_defer` gets its deliveries while it go
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import time
-from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import ClientSession
 
-from cp.hooks.engine import HookEngine
 from cp.hooks.pressure import WINDOW, WritePressure
-from tests.hook_fixtures import FAST, Hooked, start_admin
+from tests.hook_fixtures import Hooked, running_engine, webhook
 from tests.polling import eventually as until
 
 pytest_plugins = ["tests.hook_fixtures"]  # receiver
@@ -62,19 +57,6 @@ def test_a_threshold_of_zero_never_holds() -> None:
     assert pressure.hold() == 0
 
 
-@contextlib.asynccontextmanager
-async def engine_with(store, dsn, **config) -> AsyncIterator[Hooked]:
-    engine = HookEngine(dsn, dataclasses.replace(FAST, **config))
-    await engine.start()
-    runner, url = await start_admin(store, engine)
-    try:
-        async with ClientSession(base_url=url) as session:
-            yield Hooked(session, engine, store)
-    finally:
-        await runner.cleanup()
-        await engine.stop()
-
-
 async def burst(hooked: Hooked, prefix: str, seconds: float, receiver) -> tuple[int, int]:
     """Create consumers, 8 requests in flight, for `seconds`; (written, delivered meanwhile)."""
     written = 0
@@ -93,17 +75,9 @@ async def burst(hooked: Hooked, prefix: str, seconds: float, receiver) -> tuple[
     return written, len(receiver.events())
 
 
-async def hook_on_consumers(hooked: Hooked, receiver) -> None:
-    status, hook = await hooked.post("/event-hooks", {
-        "source": "crud", "event": "consumers", "handler": "webhook",
-        "config": {"url": receiver.url}})
-    assert status == 201, hook
-    await until(receiver.pings, what="ping")
-
-
 async def test_a_bursts_deliveries_follow_it_every_one_once(store, dsn, receiver):
-    async with engine_with(store, dsn, defer_above=20, max_defer=60) as hooked:
-        await hook_on_consumers(hooked, receiver)
+    async with running_engine(store, dsn, defer_above=20, max_defer=60) as hooked:
+        await webhook(hooked, receiver)
         written, delivered = await burst(hooked, "b", 1.5, receiver)
         assert written > 100, "the burst was not a burst"
         # At most the writes before the rate crossed the threshold went out meanwhile.
@@ -115,8 +89,8 @@ async def test_a_bursts_deliveries_follow_it_every_one_once(store, dsn, receiver
 
 async def test_a_burst_longer_than_max_defer_gets_its_deliveries_while_it_lasts(
         store, dsn, receiver):
-    async with engine_with(store, dsn, defer_above=20, max_defer=0.5) as hooked:
-        await hook_on_consumers(hooked, receiver)
+    async with running_engine(store, dsn, defer_above=20, max_defer=0.5) as hooked:
+        await webhook(hooked, receiver)
         written, delivered = await burst(hooked, "long", 3.0, receiver)
         assert written > 100, "the burst was not a burst"
         assert delivered > 10, (delivered, written)

@@ -104,22 +104,20 @@ def _from_json(batch: pb.EventBatch, now: float) -> tuple[list[Row], int]:
         log.warning("skipping %d unreadable events from seq %d of boot %s: %s", batch.count,
                     batch.first_seq, batch.boot_id, exc)
         return [], batch.count
-    first = batch.first_seq
-    for i, row in enumerate(rows):  # the check below wants each row's own seq to be its place
+    first, shaped = batch.first_seq, []
+    for i, row in enumerate(rows):  # each row's own seq must be its place in the batch
         if type(row) is not list or len(row) != 5 or row[4] != first + i:
-            rows[i] = None
             _skip(batch.boot_id, first + i, ValueError("not [source, event, data, ts, seq]"))
         else:
             row[4] = first + i  # an int, even where the row said 7.0
-    return _checked(batch.boot_id, rows, now), max(batch.count, len(rows))
+            shaped.append(row)
+    return _checked(batch.boot_id, shaped, now), max(batch.count, len(rows))
 
 
-def _checked(boot_id: str, rows: list[Any], now: float) -> list[Row]:
+def _checked(boot_id: str, rows: list[Row], now: float) -> list[Row]:
     """The rows with a source, an event and an object for data (a bad timestamp replaced)."""
     out = []
     for row in rows:
-        if row is None:
-            continue
         source, event, data, ts, seq = row
         if type(data) is not dict or type(source) is not str or type(event) is not str \
                 or not source or not event:

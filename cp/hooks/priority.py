@@ -41,12 +41,17 @@ _IOPRIO_SET = {"x86_64": 251, "aarch64": 30}.get(platform.machine())
 _IOPRIO_CLASS_BE, _IOPRIO_CLASS_SHIFT, _IOPRIO_WHO_PROCESS = 2, 13, 1
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (field 3, the state, is [0])."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _started_seconds_ago(pid: int) -> float | None:
     """Age of a local `postgres` process, None when there is no such process."""
     try:
         if Path(f"/proc/{pid}/comm").read_text().strip() != "postgres":
             return None
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = _stat(pid)
         btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
                      if line.startswith("btime "))
     except (OSError, StopIteration, IndexError, ValueError):
@@ -90,7 +95,7 @@ def lower_autogroup(pid: int, nice: int) -> None:
     PostgreSQL backend starts a session of its own (setsid), so a backend's own niceness
     decides nothing against the other backends': its autogroup's niceness does."""
     try:
-        session = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
+        session = int(_stat(pid)[3])  # field 6
         if session != pid:  # its autogroup may hold other processes: leave it alone
             return
         group = Path(f"/proc/{pid}/autogroup")
