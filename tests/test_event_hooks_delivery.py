@@ -250,6 +250,31 @@ async def test_engine_down_writes_are_delivered_and_hooks_see_only_later_writes(
     await runner.cleanup()
 
 
+async def test_a_hooks_deliveries_arrive_in_commit_order_across_batches_and_workers(
+        store, dsn, receiver):
+    from tests.hook_fixtures import Hooked, start_admin
+    # Small batches and many loops: the backlog is claimed by several loops at once.
+    engine = HookEngine(dsn, HooksConfig(**{**FAST.__dict__, "workers": 4, "batch": 3}))
+    runner, url = await start_admin(store, engine)
+    from aiohttp import ClientSession
+    async with ClientSession(base_url=url) as admin:
+        hooked = Hooked(admin, engine, store)
+        status, _ = await hooked.post("/event-hooks", {
+            "source": "crud", "event": "consumers", "handler": "webhook",
+            "config": {"url": receiver.url}})
+        assert status == 201
+        names = [f"queued-{i}" for i in range(40)]
+        for name in names:
+            await hooked.post("/consumers", {"username": name})
+        await engine.start()
+        try:
+            await until(lambda: len(receiver.events()) == 40, what="40 events")
+            assert [r.json()["entity"]["username"] for r in receiver.events()] == names
+        finally:
+            await engine.stop()
+    await runner.cleanup()
+
+
 async def test_two_engines_on_one_database_deliver_each_event_once(hooked, receiver, dsn):
     await webhook(hooked, receiver)
     other = HookEngine(dsn, HooksConfig(**{**FAST.__dict__, "node_id": "other"}))
@@ -264,8 +289,7 @@ async def test_two_engines_on_one_database_deliver_each_event_once(hooked, recei
         got = receiver.events()
         assert len(got) == 30
         assert len({r.headers["webhook-id"] for r in got}) == 30
-        assert sorted(r.json()["entity"]["username"] for r in got) == sorted(
-            f"c{i}" for i in range(30))
+        assert [r.json()["entity"]["username"] for r in got] == [f"c{i}" for i in range(30)]
         assert len(receiver.pings()) == 1
     finally:
         await other.stop()

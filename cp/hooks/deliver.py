@@ -1,10 +1,12 @@
 """The delivery worker: claims due deliveries, runs their handlers, records every attempt.
 
-A batch is claimed with `FOR UPDATE SKIP LOCKED` and stays locked until its results are written,
-so each delivery is worked by one node at a time; a node killed mid-delivery loses its
-transaction, the rows unlock, and the delivery is attempted again (at-least-once; receivers
-dedupe on the `webhook-id` header, the delivery's id). Within a batch, a hook's deliveries go
-out one after another in creation order; different hooks are served concurrently.
+A batch is claimed in one transaction that locks its rows and, with a transaction-level
+advisory lock, each of their hooks, until its results are written: a hook is worked by one
+loop of one node at a time, so its deliveries go out one after another in creation order (a
+failed one is retried later, without holding back the rest); different hooks are served
+concurrently. A node killed mid-delivery loses its transaction, the locks go, and the delivery
+is attempted again (at-least-once; receivers dedupe on the `webhook-id` header, the
+delivery's id).
 
 Only a 2xx answer is a success. Other answers, connect errors and timeouts are retried with
 exponential backoff and jitter (never sooner than `Retry-After`) until the retry period ends;
@@ -30,16 +32,21 @@ from cp.hooks.config import HooksConfig
 from cp.hooks.handlers import HandlerContext
 from cp.hooks.outcome import Outcome, failed
 
-_CLAIM = """
+# Taken row by row in queue order, so a claim gets a hook's due deliveries from the first on,
+# or none when another loop is working that hook (the lock is free again at its commit).
+# Without it, two loops could split a hook's backlog and race each other to the receiver.
+_HOOK_FREE = ("pg_try_advisory_xact_lock(hashtext('tidegate_hook_deliveries'), "
+              "hashtext(d.hook_id::text))")
+_CLAIM = f"""
 SELECT d.id::text, d.hook_id::text, d.kind, d.payload, d.hook AS snapshot, d.attempts,
        extract(epoch FROM d.expires_at - clock_timestamp()) AS remaining,
        h.entity AS hook, EXISTS (SELECT 1 FROM event_hook_disabled x
                                  WHERE x.hook_id = d.hook_id) AS disabled
   FROM event_hook_deliveries d LEFT JOIN event_hooks h ON h.id = d.hook_id
- WHERE d.status = 'pending' AND d.next_attempt_at <= statement_timestamp()
+ WHERE d.status = 'pending' AND d.next_attempt_at <= statement_timestamp() AND {_HOOK_FREE}
  ORDER BY d.next_attempt_at, d.seq
  LIMIT %s
- FOR UPDATE OF d SKIP LOCKED
+ FOR UPDATE OF d
 """
 # A batch's bookkeeping is one statement whatever its size: each delivery's new state and
 # attempt (appended to its `tries`) travel as arrays, one per column, sent in binary (psycopg's
@@ -159,9 +166,10 @@ async def work_batch(conn: psycopg.AsyncConnection[Any], ctx: HandlerContext,
 
 
 async def seconds_until_due(conn: psycopg.AsyncConnection[Any]) -> float | None:
-    """How long until the earliest pending delivery nobody is working on is due (None: none)."""
+    """How long until the earliest pending delivery of a hook nobody is working on is due
+    (None: none). (`conn` is in autocommit: the hook lock it takes goes with the statement.)"""
     row = await (await conn.execute(
-        "SELECT extract(epoch FROM next_attempt_at - clock_timestamp()) "
-        "FROM event_hook_deliveries WHERE status = 'pending' "
-        "ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED")).fetchone()
+        "SELECT extract(epoch FROM d.next_attempt_at - clock_timestamp()) "
+        f"FROM event_hook_deliveries d WHERE d.status = 'pending' AND {_HOOK_FREE} "
+        "ORDER BY d.next_attempt_at LIMIT 1")).fetchone()
     return None if row is None or row[0] is None else max(0.0, float(row[0]))
