@@ -3,6 +3,7 @@ Admin API on a real socket."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import uuid
@@ -44,6 +45,31 @@ def pg() -> Iterator[EmbeddedPostgres]:
 
 def dsn_for(server: EmbeddedPostgres, dbname: str) -> str:
     return server.dsn.replace("dbname=tidegate", f"dbname={dbname}")
+
+
+@contextlib.asynccontextmanager
+async def database_at(server: EmbeddedPostgres, version: int) -> AsyncIterator[str]:
+    """A new database with the migrations up to `version` applied, as `migrate.up` did before
+    the later ones existed; yields its DSN, drops it afterwards."""
+    name = f"m_{uuid.uuid4().hex[:12]}"
+    async with await psycopg.AsyncConnection.connect(server.dsn, autocommit=True) as conn:
+        await conn.execute(f"CREATE DATABASE {name}")
+    dsn = dsn_for(server, name)
+    try:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            await conn.execute(
+                "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT "
+                "NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+            for m in migrate.available():
+                if m.version <= version:
+                    await conn.execute(m.sql)  # type: ignore[arg-type]
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                        (m.version, m.name))
+        yield dsn
+    finally:
+        async with await psycopg.AsyncConnection.connect(server.dsn, autocommit=True) as conn:
+            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(scope="session")

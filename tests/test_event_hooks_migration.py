@@ -10,20 +10,15 @@ import psycopg
 
 from cp import migrate
 from cp.store import Store
-from tests.conftest import dsn_for, serve_admin
+from tests.conftest import database_at, serve_admin
 
 DELIVERY = str(uuid.uuid4())
 HOOK = str(uuid.uuid4())
 
 
 async def test_0006_moves_existing_attempts_into_their_deliveries(pg):
-    name = f"m_{uuid.uuid4().hex[:12]}"
-    async with await psycopg.AsyncConnection.connect(pg.dsn, autocommit=True) as conn:
-        await conn.execute(f"CREATE DATABASE {name}")
-    dsn = dsn_for(pg, name)
-    try:
+    async with database_at(pg, 5) as dsn:
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-            await _migrate_up_to(conn, 5)
             await _old_delivery_with_two_attempts(conn)
             assert [m.version for m in await migrate.up(conn)] == [
                 m.version for m in migrate.available() if m.version > 5]
@@ -39,21 +34,6 @@ async def test_0006_moves_existing_attempts_into_their_deliveries(pg):
                                     (2, 200, None, 3.0, "b")]
         assert tries[1]["at"] - tries[0]["at"] == 5.0
         await _shown_by_the_admin_api(dsn, tries)
-    finally:
-        async with await psycopg.AsyncConnection.connect(pg.dsn, autocommit=True) as conn:
-            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-async def _migrate_up_to(conn: psycopg.AsyncConnection, version: int) -> None:
-    """What `migrate.up` did before 0006 existed."""
-    await conn.execute(
-        "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
-        "applied_at timestamptz NOT NULL DEFAULT now())")
-    for m in migrate.available():
-        if m.version <= version:
-            await conn.execute(m.sql)  # type: ignore[arg-type]
-            await conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                               (m.version, m.name))
 
 
 async def _old_delivery_with_two_attempts(conn: psycopg.AsyncConnection) -> None:

@@ -365,7 +365,7 @@ async def test_resent_batches_are_stored_and_hooked_once(store, dsn, tls, cluste
 async def test_a_batch_that_cannot_be_stored_is_not_acknowledged(store, dsn, tls, clusters):
     dp_id, boot = f"dp-{uuid.uuid4()}", str(uuid.uuid4())
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await conn.execute("ALTER TABLE clustering_dp_events RENAME TO away")
+        await conn.execute("ALTER TABLE clustering_dp_event_batches RENAME TO away")
         peer = await Peer(address(clusters[0]), tls, dp_id).connect()
         try:
             await peer.call.write(batch(boot, 1, 2))
@@ -375,7 +375,7 @@ async def test_a_batch_that_cannot_be_stored_is_not_acknowledged(store, dsn, tls
             assert "could not store events" in (ended.value.details() or "")
         finally:
             await peer.close()
-            await conn.execute("ALTER TABLE away RENAME TO clustering_dp_events")
+            await conn.execute("ALTER TABLE away RENAME TO clustering_dp_event_batches")
     peer = await Peer(address(clusters[0]), tls, dp_id).connect()
     try:
         await peer.call.write(batch(boot, 1, 2))  # what a data plane resends on reconnecting
@@ -388,10 +388,11 @@ async def test_a_batch_that_cannot_be_stored_is_not_acknowledged(store, dsn, tls
 async def test_retention_prunes_events_received_long_ago(store, dsn):
     dp_events = DataPlaneEvents(store.pool, retention=3600)
     boot = str(uuid.uuid4())
-    assert await dp_events.store("dp-r", batch(boot, 1, 4).event_batch) == 4
+    assert await dp_events.store("dp-r", batch(boot, 1, 2).event_batch) == 2
+    assert await dp_events.store("dp-r", batch(boot, 3, 2).event_batch) == 4
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await conn.execute("UPDATE clustering_dp_events SET received_at = now() - "
-                           "interval '2 hours' WHERE seq <= 2")
+        await conn.execute("UPDATE clustering_dp_event_batches SET received_at = now() - "
+                           "interval '2 hours' WHERE last_seq <= 2")
     assert await dp_events.prune() == 2
     page, more = await dp_events.page("dp-r", 10, None)
     assert [e["seq"] for e in page] == [4, 3] and more is None
@@ -430,6 +431,60 @@ async def test_json_batches_skip_what_no_data_plane_sends_and_still_cover_it(sto
     assert await dp_events.store("dp-j", pb.EventBatch(
         boot_id=boot, first_seq=20, count=1, events_json=b'{"a": 1}')) == 20
     assert len((await dp_events.page("dp-j", 10, None))[0]) == 3
+
+
+async def test_text_jsonb_cannot_hold_is_mended_and_stays_readable(store, dsn):
+    """A lone surrogate (the stdlib parser reads one from "\\ud800") beside a NUL character:
+    stored mended, shown by the Admin API's page and readable through the SQL view."""
+    dp_events, boot = DataPlaneEvents(store.pool), str(uuid.uuid4())
+    text = ('[["balancer","health",{"host":"a\\ud800b"},1700000001.0,1],'
+            '["balancer","health",{"host":"c\\u0000d"},1700000002.0,2]]')
+    assert await dp_events.store("dp-s", pb.EventBatch(
+        boot_id=boot, first_seq=1, count=2, events_json=text.encode())) == 2
+    page, _ = await dp_events.page("dp-s", 10, None)
+    assert [e["data"] for e in page] == [{"host": "cd"}, {"host": "a?b"}]
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        rows = await (await conn.execute(
+            "SELECT seq, data FROM clustering_dp_events WHERE dp_id = 'dp-s' ORDER BY seq"
+        )).fetchall()
+    assert rows == [(1, {"host": "a?b"}), (2, {"host": "cd"})]
+
+
+async def test_pages_run_across_stored_batches_with_filters(store):
+    """Events stored a batch to a row are paged one by one, newest first, each once, with the
+    cursor of the page before, filtered or not; ids stay the same from page to page."""
+    dp_events, boot = DataPlaneEvents(store.pool), str(uuid.uuid4())
+    kinds = itertools.cycle([("balancer", "health"),
+                             ("rate-limiting-advanced", "rate-limit-exceeded")])
+    seq = 0
+    for size in (3, 1, 5, 2):  # four batches, four rows
+        rows = []
+        for _ in range(size):
+            seq += 1
+            source, event = next(kinds)
+            rows.append([source, event, {"n": seq}, 1_700_000_000.0 + seq, seq])
+        assert await dp_events.store("dp-p", pb.EventBatch(
+            boot_id=boot, first_seq=seq - size + 1, count=size,
+            events_json=json.dumps(rows).encode())) == seq
+
+    async def walk(size: int, **filters: str) -> list[tuple[int, str]]:
+        got, cursor = [], None
+        while True:
+            page, cursor = await dp_events.page("dp-p", size, cursor, **filters)
+            assert len(page) <= size
+            got += [(e["seq"], e["id"]) for e in page]
+            if cursor is None:
+                return got
+
+    everything = await walk(100)
+    assert [s for s, _ in everything] == list(range(11, 0, -1))
+    assert len({i for _, i in everything}) == 11
+    for size in (1, 2, 4):
+        assert await walk(size) == everything
+        assert [s for s, _ in await walk(size, source="balancer")] == [11, 9, 7, 5, 3, 1]
+        assert [s for s, _ in await walk(size, event="rate-limit-exceeded")] == [
+            10, 8, 6, 4, 2]
+    assert await walk(3, source="balancer", event="rate-limit-exceeded") == []
 
 
 def test_an_event_json_cannot_hold_travels_as_a_note_and_the_rest_intact():

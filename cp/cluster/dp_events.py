@@ -1,18 +1,21 @@
 """Events from data planes: stored before they are acknowledged, once, then fed to the hooks.
 
-`store()` writes one EventBatch in one transaction: the events (a duplicate of an event already
-stored — same data plane, boot id and sequence — is dropped by the unique key, whichever CP node
-stored the first copy) and, for each event new to the database, the deliveries of the event
-hooks it matches (the hook engine's own fan-out: cp/hooks/dispatch.emit_batch). Only after the
-commit does the caller send the EventAck, so an acknowledged event is durable and an event
-stored twice fires no hook twice.
+`store()` writes one EventBatch in one transaction: its events new to the database as one row
+of `clustering_dp_event_batches` (a JSON array in a text column: PostgreSQL stores it without
+parsing it, see migration 0007) and, for each of them, the deliveries of the event hooks it
+matches (the hook engine's own fan-out: cp/hooks/dispatch.emit_batch). An event is new when
+its sequence number is above the highest stored for its data plane and boot id: a data plane
+sends a boot's events in order and a session stores its batches in order, so what was resent
+after a reconnect is dropped, whichever CP node stored the first copy (a lock per data plane
+and boot orders the nodes). Only after the commit does the caller send the EventAck, so an
+acknowledged event is durable and an event stored twice fires no hook twice.
 
 A batch carries its events as one JSON array (`events_json`, what tidegate data planes send:
-decoded with one orjson call, checked row by row, written to PostgreSQL as one parameter) or,
-as the first data planes did, as protobuf Events with a JSON payload each; both are read.
+decoded with one orjson call, checked row by row, encoded again with one call) or, as the
+first data planes did, as protobuf Events with a JSON payload each; both are read.
 
 Events are kept for `retention` seconds after they were received (CP setting
-`dp_events_retention`); `prune_forever()` deletes older ones in small chunks.
+`dp_events_retention`); `prune_forever()` deletes older rows in small chunks.
 `page()` serves GET /clustering/data-planes/{id}/events, newest first.
 """
 
@@ -22,11 +25,11 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from typing import Any
 
 import orjson
 import psycopg
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from cp.hooks.dispatch import emit_batch
@@ -35,40 +38,37 @@ from shared.proto_gen import cluster_pb2 as pb
 log = logging.getLogger("tidegate.cluster")
 
 RETENTION = 7 * 24 * 3600.0
-PRUNE_CHUNK = 10_000
+PRUNE_CHUNK = 1_000  # rows (batches) per DELETE
+ROW_EVENTS = 65_536  # events per row at most: a page cursor is n x ROW_EVENTS + the index
+_PAGE_ROWS = 64  # rows read at once at most while filling a page
 
-# The batch travels as one JSON array of the rows (one parameter, parsed by PostgreSQL):
-# adapting five Python lists element by element cost the control plane more than everything
-# else together. A row is the data plane's own [source, event, data, ts, seq].
+_LOCK = ("SELECT pg_advisory_xact_lock(hashtext('tidegate_dp_events'), "
+         "hashtext(%s || '/' || %s))")
+# A statement of its own, after the lock: its snapshot then sees what the lock waited for.
+_MARK = ("SELECT coalesce(max(last_seq), 0) FROM clustering_dp_event_batches "
+         "WHERE dp_id = %s AND boot_id = %s")
 _INSERT = """
-INSERT INTO clustering_dp_events (dp_id, boot_id, seq, source, event, data, at)
-SELECT %(dp)s, %(boot)s, (r->>4)::bigint, r->>0, r->>1, r->2, to_timestamp((r->>3)::float8)
-  FROM jsonb_array_elements(%(rows)s::jsonb) AS r
-ON CONFLICT (dp_id, boot_id, seq) DO NOTHING
-RETURNING seq
+INSERT INTO clustering_dp_event_batches (dp_id, boot_id, first_seq, last_seq, count, events)
+VALUES (%s, %s, %s, %s, %s, %s)
 """
-# Strict JSON for PostgreSQL (no NaN/Infinity), for a row orjson refuses (an integer beyond 64
-# bits that the stdlib parser read).
+_ROWS = """
+SELECT n, events, extract(epoch FROM received_at)::float8, boot_id
+  FROM clustering_dp_event_batches
+ WHERE dp_id = %s AND n < %s ORDER BY n DESC LIMIT %s
+"""
+_PRUNE = """
+DELETE FROM clustering_dp_event_batches WHERE n IN (
+    SELECT n FROM clustering_dp_event_batches
+     WHERE received_at < clock_timestamp() - make_interval(secs => %s) LIMIT %s)
+RETURNING count
+"""
+# Strict JSON (no NaN/Infinity), for a row orjson refuses (an integer beyond 64 bits that the
+# stdlib parser read): what the jsonb of the `clustering_dp_events` view can read.
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 MAX_TS = 1e11  # seconds: beyond this (year 5138) PostgreSQL's timestamps end; "now" instead
+_IDS = uuid.UUID("6f0c2a43-1d7e-4f5b-9a8e-3c1b2d4e5f60")  # namespace of the events' ids
 
 Row = list[Any]  # [source, event, data, ts, seq], checked
-
-_PAGE = """
-SELECT n, id::text, source, event, data, extract(epoch FROM at)::float8 AS at,
-       extract(epoch FROM received_at)::float8 AS received_at, boot_id, seq
-  FROM clustering_dp_events
- WHERE dp_id = %(dp)s AND (%(before)s::bigint IS NULL OR n < %(before)s::bigint)
-   AND (%(source)s::text IS NULL OR source = %(source)s::text)
-   AND (%(event)s::text IS NULL OR event = %(event)s::text)
- ORDER BY n DESC LIMIT %(limit)s
-"""
-
-_PRUNE = """
-DELETE FROM clustering_dp_events WHERE n IN (
-    SELECT n FROM clustering_dp_events
-     WHERE received_at < clock_timestamp() - make_interval(secs => %s) LIMIT %s)
-"""
 
 
 class EventStoreError(Exception):
@@ -134,10 +134,10 @@ def _skip(boot_id: str, seq: int, exc: Exception) -> None:
 
 
 def _rows(boot_id: str, rows: list[Row]) -> tuple[str, list[Row]]:
-    """_INSERT's JSON array, encoded at once (orjson writes NaN as null), and the rows in it.
-    PostgreSQL's jsonb holds no NUL character: only when the batch has one (or a row orjson
-    refuses) are the rows encoded one by one, NUL characters removed (from what the hooks see
-    too) and rows JSON cannot hold skipped."""
+    """The rows as one JSON array, encoded at once (orjson writes NaN as null), and the rows in
+    it. Only when the batch has text PostgreSQL's jsonb cannot hold (a NUL character, a lone
+    surrogate) or a row orjson refuses are the rows encoded one by one, that text mended
+    (for what the hooks see too) and rows JSON cannot hold skipped."""
     try:
         text = orjson.dumps(rows)
         if b"\\u0000" not in text:
@@ -146,16 +146,13 @@ def _rows(boot_id: str, rows: list[Row]) -> tuple[str, list[Row]]:
         pass
     kept, parts = [], []
     for row in rows:
+        row[:3] = _mended(row[:3])
         try:
-            part = _row_json(row)
+            parts.append(_row_json(row))
         except ValueError as exc:
             _skip(boot_id, row[4], exc)
             continue
-        if b"\\u0000" in part:
-            row[:3] = _without_nul(row[:3])
-            part = _row_json(row)
         kept.append(row)
-        parts.append(part)
     return (b"[" + b",".join(parts) + b"]").decode(), kept
 
 
@@ -166,28 +163,22 @@ def _row_json(row: Row) -> bytes:
         return _dumps(row).encode()
 
 
-async def _insert_rows(conn: psycopg.AsyncConnection[Any], dp_id: str, boot_id: str,
-                       rows: str) -> set[int]:
-    """Insert; returns the sequence numbers that were new."""
-    cur = await conn.execute(_INSERT, {"dp": dp_id, "boot": boot_id, "rows": rows})
-    return {r[0] for r in await cur.fetchall()}
-
-
-def _without_nul(value: Any) -> Any:
+def _mended(value: Any) -> Any:
+    """`value` with NUL characters removed and lone surrogates replaced by '?'."""
     if isinstance(value, str):
-        return value.replace("\x00", "")
+        return value.replace("\x00", "").encode("utf-8", "replace").decode()
     if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+        return {_mended(k): _mended(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_without_nul(v) for v in value]
+        return [_mended(v) for v in value]
     return value
 
 
-def _row(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "source": row["source"], "event": row["event"],
-            "data": row["data"], "at": round(row["at"], 3),
-            "received_at": round(row["received_at"], 3), "boot_id": row["boot_id"],
-            "seq": row["seq"]}
+def _shown(dp_id: str, boot_id: str, row: Row, received_at: float) -> dict[str, Any]:
+    source, event, data, at, seq = row
+    return {"id": str(uuid.uuid5(_IDS, f"{dp_id}/{boot_id}/{seq}")), "source": source,
+            "event": event, "data": data, "at": round(at, 3),
+            "received_at": round(received_at, 3), "boot_id": boot_id, "seq": seq}
 
 
 class DataPlaneEvents:
@@ -211,26 +202,19 @@ class DataPlaneEvents:
         return batch.first_seq + covered - 1
 
     async def _insert(self, dp_id: str, boot_id: str, rows: list[Row]) -> None:
-        text, rows = _rows(boot_id, rows)
         async with self.pool.connection() as conn, conn.transaction():
-            try:
-                async with conn.transaction():  # a savepoint: the fallback below may follow
-                    stored = await _insert_rows(conn, dp_id, boot_id, text)
-            except psycopg.errors.DataError as exc:
-                # Text PostgreSQL refuses (a lone surrogate...): store the rest one by one.
-                log.warning("data plane %s sent events PostgreSQL refuses (%s); storing the "
-                            "others one by one", dp_id, exc)
-                stored = set()
-                for row in rows:
-                    try:
-                        async with conn.transaction():
-                            stored |= await _insert_rows(conn, dp_id, boot_id,
-                                                         _rows(boot_id, [row])[0])
-                    except psycopg.errors.DataError:
-                        log.warning("skipping event %s/%s seq %d of boot %s", row[0], row[1],
-                                    row[4], boot_id)
+            await conn.execute(_LOCK, (dp_id, boot_id))
+            mark = (await (await conn.execute(_MARK, (dp_id, boot_id))).fetchone() or (0,))[0]
+            new = [r for r in rows if r[4] > mark]  # rows come in sequence order
+            stored: list[Row] = []
+            for start in range(0, len(new), ROW_EVENTS):
+                text, kept = _rows(boot_id, new[start:start + ROW_EVENTS])
+                if kept:
+                    await conn.execute(_INSERT, (dp_id, boot_id, kept[0][4], kept[-1][4],
+                                                 len(kept), text))
+                    stored += kept
             if stored:
-                await emit_batch(conn, [(r[0], r[1], r[2]) for r in rows if r[4] in stored],
+                await emit_batch(conn, [(r[0], r[1], r[2]) for r in stored],
                                  self.hook_retry_period)
 
     async def known(self, dp_id: str) -> bool:
@@ -238,20 +222,36 @@ class DataPlaneEvents:
         async with self.pool.connection() as conn:
             row = await (await conn.execute(
                 "SELECT EXISTS (SELECT 1 FROM clustering_data_planes WHERE id = %s) "
-                "OR EXISTS (SELECT 1 FROM clustering_dp_events WHERE dp_id = %s)",
+                "OR EXISTS (SELECT 1 FROM clustering_dp_event_batches WHERE dp_id = %s)",
                 (dp_id, dp_id))).fetchone()
         return bool(row and row[0])
 
     async def page(self, dp_id: str, size: int, before: int | None, source: str | None = None,
                    event: str | None = None) -> tuple[list[dict[str, Any]], int | None]:
-        """Newest first; returns (page, cursor to continue before, or None on the last page)."""
+        """Newest first, from the event before cursor `before`; returns (page, cursor to
+        continue before, or None on the last page). The rows are read a few at a time and
+        decoded here, each event's cursor being n x ROW_EVENTS + its index in the row."""
+        found: list[tuple[int, str, Row, float]] = []
+        below = 2**63 - 1 if before is None else before // ROW_EVENTS + 1
+        limit = 1  # rows read at once, doubling: a page usually fits in the newest row
         async with self.pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(_PAGE, {"dp": dp_id, "before": before, "source": source,
-                                      "event": event, "limit": size + 1})
-            rows = await cur.fetchall()
-        more = rows[size - 1]["n"] if len(rows) > size else None
-        return [_row(r) for r in rows[:size]], more
+            while len(found) <= size:
+                batches = await (await conn.execute(_ROWS, (dp_id, below, limit))).fetchall()
+                for n, text, received_at, boot_id in batches:
+                    events = orjson.loads(text)
+                    for i in range(len(events) - 1, -1, -1):
+                        cursor, row = n * ROW_EVENTS + i, events[i]
+                        if (before is None or cursor < before) and \
+                                (source is None or row[0] == source) and \
+                                (event is None or row[1] == event):
+                            found.append((cursor, boot_id, row, received_at))
+                    if len(found) > size:
+                        break
+                if len(batches) < limit:
+                    break
+                below, limit = batches[-1][0], min(limit * 2, _PAGE_ROWS)
+        more = found[size - 1][0] if len(found) > size else None
+        return [_shown(dp_id, boot, row, at) for _, boot, row, at in found[:size]], more
 
     async def prune(self) -> int:
         """Delete events received more than `retention` seconds ago; returns how many."""
@@ -259,7 +259,7 @@ class DataPlaneEvents:
         while True:
             async with self.pool.connection() as conn:
                 cur = await conn.execute(_PRUNE, (self.retention, PRUNE_CHUNK))
-            deleted += cur.rowcount
+                deleted += sum(r[0] for r in await cur.fetchall())
             if cur.rowcount < PRUNE_CHUNK:
                 return deleted
 
