@@ -176,7 +176,8 @@ async def wrk(url: str, duration: int) -> tuple[float, float]:
     """requests/s, and this process's CPU µs per request (proxy + uplink: the data plane)."""
     cpu = time.process_time()
     proc = await asyncio.create_subprocess_exec(
-        "wrk", "-t1", "-c50", f"-d{duration}s", url, stdout=asyncio.subprocess.PIPE)
+        "wrk", "-t1", "-c50", f"-d{duration}s", url, stdout=asyncio.subprocess.PIPE,
+        preexec_fn=_on_other_cpus)  # not the data plane's own core (see `pin`)
     out = (await proc.communicate())[0].decode()
     cpu = time.process_time() - cpu
     for line in out.splitlines():
@@ -244,7 +245,7 @@ async def flooded_run(queue: TimedQueue, url: str, duration: int, rate: float,
 
 
 async def proxy_phase(queue: TimedQueue, tmp: Path, args: argparse.Namespace, dsn: str,
-                      cpu_of_cp: Any) -> bool:
+                      cpu_of_cp: Any, others: list[int]) -> bool:
     """The with/without rounds (see the module docstring); False when a run was invalid."""
     if not (shutil.which("wrk") and shutil.which("nginx")):
         print("  proxy: skipped (needs wrk and nginx: apt-get install -y wrk nginx-light)")
@@ -257,6 +258,8 @@ async def proxy_phase(queue: TimedQueue, tmp: Path, args: argparse.Namespace, ds
     proxy = ProxyServer(queue, [])
     try:
         http_proxy.wait_http(f"http://127.0.0.1:{up_port}/")
+        if args.pin:
+            pin(0, [*others, upstream.pid])
         doc = {"_format_version": "3.0", "services": [{
             "name": "s", "url": f"http://127.0.0.1:{up_port}",
             "routes": [{"name": "r", "paths": ["/"]}]}]}
@@ -341,9 +344,36 @@ async def measure(args: argparse.Namespace, cp: ControlPlane, dsn: str, tls: Clu
             if pid:
                 renice(pid, args.cp_nice)
         return await proxy_phase(queue, tmp, args, dsn, lambda: http_proxy.cpu_seconds(
-            cp.popen.pid) + pg_cpu(pg_pid))
+            cp.popen.pid) + pg_cpu(pg_pid), [p for p in (cp.popen.pid, pg_pid) if p])
     finally:
         task.cancel()
+
+
+_OTHER_CPUS: set[int] = set()  # when the data plane is pinned: the CPUs of everything else
+
+
+def pin(data_plane: int, others: list[int]) -> None:
+    """The data plane (this process, every thread) on a CPU of its own, as on its own host;
+    `others` (the control plane, PostgreSQL, nginx, with their threads and children, and wrk
+    when started) share the remaining CPUs. Unpinned, the scheduler also runs them on the data
+    plane's CPU, preempting the proxy: a cost of sharing one small machine that a data plane
+    with the control plane on other hosts does not pay."""
+    rest = set(range(os.cpu_count() or 1)) - {data_plane}
+    _OTHER_CPUS.update(rest)
+    for task in Path("/proc/self/task").iterdir():
+        os.sched_setaffinity(int(task.name), {data_plane})
+    for pid in others:
+        for p in [pid, *http_proxy.children(pid)]:
+            try:
+                for task in Path(f"/proc/{p}/task").iterdir():
+                    os.sched_setaffinity(int(task.name), rest)
+            except OSError:  # a child that exited meanwhile
+                pass
+
+
+def _on_other_cpus() -> None:
+    if _OTHER_CPUS:
+        os.sched_setaffinity(0, _OTHER_CPUS)
 
 
 def renice(pid: int, nice: int) -> None:
@@ -369,6 +399,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--flood-rate", type=float, default=5000)
     parser.add_argument("--cp-nice", type=int, default=10)
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction,
+                        default=(os.cpu_count() or 1) >= 2,
+                        help="the data plane on a CPU of its own for the proxy runs (see pin)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tgbench-", dir="/tmp"))
     tmp.chmod(0o755)
