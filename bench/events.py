@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/events.py [--rate 1000] [--paced 5000] [--burst 100000]
                                      [--duration 3] [--rounds 8] [--flood-rate 5000]
-                                     [--cp-nice 10]
+                                     [--cp-nice 10] [--no-pin] [--no-control]
 
 A real `tidegate cp start` (its own embedded PostgreSQL under /tmp) and, in this process, the
 data plane's real uplink: dp.events.EventQueue and dp.cluster_client.ClusterClient over mTLS.
@@ -28,6 +28,13 @@ Prints:
               (goal <= 5%) and the median of each round's own drop (its two runs are next to
               each other in time, so it is the figure a drifting load disturbs least). Needs
               nginx and wrk, else it is skipped.
+  control     (--control, default on) half as many rounds without events, a run without and a
+              run with a busy loop beside the data plane that uses the share of a core the
+              control plane and PostgreSQL used during the flooded runs: the drop any work of
+              that size causes on this machine, for reading the proxy figure against
+
+With --pin (default on 2+ CPUs) the data plane has a CPU of its own for the proxy runs (see
+`pin`), as on its own host.
 
 For the proxy runs the control plane and PostgreSQL are reniced to --cp-nice (default 10; the
 latency and throughput figures are taken before, at the usual priority): in production they
@@ -46,6 +53,7 @@ import asyncio
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -176,8 +184,8 @@ async def wrk(url: str, duration: int) -> tuple[float, float]:
     """requests/s, and this process's CPU µs per request (proxy + uplink: the data plane)."""
     cpu = time.process_time()
     proc = await asyncio.create_subprocess_exec(
-        "wrk", "-t1", "-c50", f"-d{duration}s", url, stdout=asyncio.subprocess.PIPE,
-        preexec_fn=_on_other_cpus)  # not the data plane's own core (see `pin`)
+        *_on_other_cpus(), "wrk", "-t1", "-c50", f"-d{duration}s", url,
+        stdout=asyncio.subprocess.PIPE)
     out = (await proc.communicate())[0].decode()
     cpu = time.process_time() - cpu
     for line in out.splitlines():
@@ -273,7 +281,10 @@ async def proxy_phase(queue: TimedQueue, tmp: Path, args: argparse.Namespace, ds
               f"{per_event * args.flood_rate / 1e4:.1f}% of a core at {args.flood_rate:,.0f} "
               f"events/s")
         await wrk(url, 2)  # warm up
-        return await rounds(queue, url, args, dsn, cpu_of_cp)
+        valid, share = await rounds(queue, url, args, dsn, cpu_of_cp)
+        if args.control:
+            await control_rounds(url, args, share)
+        return valid
     finally:
         await proxy.close()
         upstream.terminate()
@@ -281,7 +292,9 @@ async def proxy_phase(queue: TimedQueue, tmp: Path, args: argparse.Namespace, ds
 
 
 async def rounds(queue: TimedQueue, url: str, args: argparse.Namespace, dsn: str,
-                 cpu_of_cp: Any) -> bool:
+                 cpu_of_cp: Any) -> tuple[bool, float]:
+    """The with/without rounds; whether they were valid, and the share of a core the control
+    plane and PostgreSQL used during the flooded runs (median)."""
     plain: list[tuple[float, float]] = []
     flooded: list[Flooded] = []
     first = queue.total + 1
@@ -319,7 +332,43 @@ async def rounds(queue: TimedQueue, url: str, args: argparse.Namespace, dsn: str
             valid = False
     if rows != put:
         print("    INVALID: not every event of the flood is stored")
-    return valid
+    return valid, statistics.median(f.cp_cpu for f in flooded) / args.duration
+
+
+def busy_loop(share: float, nice: int) -> subprocess.Popen:
+    """A process on the CPUs of everything but the data plane, at the control plane's
+    niceness, spinning `share` of every 10 ms: CPU work that has nothing to do with events."""
+    code = (f"import os, time\nos.nice({nice})\nwhile True:\n    t = time.perf_counter()\n"
+            f"    while time.perf_counter() - t < {share * 0.01}: pass\n"
+            f"    time.sleep({(1 - share) * 0.01})\n")
+    return subprocess.Popen([*_on_other_cpus(), sys.executable, "-c", code])
+
+
+async def control_rounds(url: str, args: argparse.Namespace, share: float) -> None:
+    """What the same share of a core costs the proxy when it is spent by a busy loop instead
+    of the control plane and PostgreSQL storing the flood: the machine's own price for
+    work beside the data plane (on this 2-vCPU VM, one CPU's work slows the other)."""
+    count = max(2, args.rounds // 2)
+    plain, loaded, used = [], [], []
+    for r in range(count):
+        for busy in ((False, True) if r % 2 == 0 else (True, False)):
+            if not busy:
+                plain.append((await wrk(url, args.duration))[0])
+                continue
+            loop = busy_loop(share, args.cp_nice)
+            try:
+                cpu0 = http_proxy.cpu_seconds(loop.pid)
+                loaded.append((await wrk(url, args.duration))[0])
+                used.append((http_proxy.cpu_seconds(loop.pid) - cpu0) / args.duration)
+            finally:
+                loop.kill()
+                loop.wait()
+    paired = statistics.median(1 - b / p for p, b in zip(plain, loaded, strict=True))
+    print(f"  control ({count} rounds, no events): a busy loop beside the data plane using "
+          f"{statistics.median(used):.0%} of a core (the control plane and PostgreSQL used "
+          f"{share:.0%} during the flood): drop "
+          f"{(1 - statistics.median(loaded) / statistics.median(plain)) * 100:.1f}%, median "
+          f"of the rounds' own drops {paired * 100:.1f}%")
 
 
 async def stored_count(dsn: str, boot_id: str, first: int, last: int) -> int:
@@ -371,9 +420,11 @@ def pin(data_plane: int, others: list[int]) -> None:
                 pass
 
 
-def _on_other_cpus() -> None:
-    if _OTHER_CPUS:
-        os.sched_setaffinity(0, _OTHER_CPUS)
+def _on_other_cpus() -> list[str]:
+    """A command prefix that starts a program off the data plane's CPU when it is pinned
+    (taskset rather than a preexec_fn: forking a process that runs gRPC's threads upsets
+    gRPC's pollers)."""
+    return ["taskset", "-c", ",".join(map(str, sorted(_OTHER_CPUS)))] if _OTHER_CPUS else []
 
 
 def renice(pid: int, nice: int) -> None:
@@ -399,6 +450,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--flood-rate", type=float, default=5000)
     parser.add_argument("--cp-nice", type=int, default=10)
+    parser.add_argument("--control", action=argparse.BooleanOptionalAction, default=True,
+                        help="after the rounds, the same CPU share spent by a busy loop")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction,
                         default=(os.cpu_count() or 1) >= 2,
                         help="the data plane on a CPU of its own for the proxy runs (see pin)")
