@@ -10,9 +10,13 @@ override is never called, so a plugin pays only for the phases it uses.
   `header_filter` is the same point for us: `header_filter` is accepted as an alias.)
 - `log(kong, conf)` — after the response went out; must not fail the request.
 
+These three and `ws_handshake` may be `async def`, or plain functions that return None, or an
+awaitable when they have to wait: the runtime awaits only what it gets. A handler on every
+request that rarely waits (rate-limiting-advanced counting locally) then costs no coroutine.
+
 WebSocket phases (dp/proxy/upgrade.py, dp/ws/):
 
-- `ws_handshake(kong, conf)` (async) — on an upgrade request, instead of `access` (a plugin
+- `ws_handshake(kong, conf)` — on an upgrade request, instead of `access` (a plugin
   without it runs `access` there); `kong` is the HTTP PDK plus `kong.websocket.client` /
   `.upstream` (`set_max_payload_size`); `kong.response.exit()` refuses the handshake.
 - `ws_client_frame(kong, conf)` / `ws_upstream_frame(kong, conf)` (sync, per frame) — the same
@@ -22,7 +26,10 @@ WebSocket phases (dp/proxy/upgrade.py, dp/ws/):
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any, ClassVar
+
+Done = Awaitable[None] | None  # what a handler returns: see the module docstring
 
 PHASES = ("access", "response", "log", "ws_handshake", "ws_client_frame", "ws_upstream_frame",
           "ws_close")
@@ -33,16 +40,16 @@ class Plugin:
     priority: ClassVar[int] = 0
     version: ClassVar[str] = "0.1.0"
 
-    async def access(self, kong: Any, conf: dict[str, Any]) -> None:  # pragma: no cover
+    def access(self, kong: Any, conf: dict[str, Any]) -> Done:  # pragma: no cover
         return None
 
-    async def response(self, kong: Any, conf: dict[str, Any]) -> None:  # pragma: no cover
+    def response(self, kong: Any, conf: dict[str, Any]) -> Done:  # pragma: no cover
         return None
 
-    async def log(self, kong: Any, conf: dict[str, Any]) -> None:  # pragma: no cover
+    def log(self, kong: Any, conf: dict[str, Any]) -> Done:  # pragma: no cover
         return None
 
-    async def ws_handshake(self, kong: Any, conf: dict[str, Any]) -> None:  # pragma: no cover
+    def ws_handshake(self, kong: Any, conf: dict[str, Any]) -> Done:  # pragma: no cover
         return None
 
     def ws_client_frame(self, kong: Any, conf: dict[str, Any]) -> None:  # pragma: no cover

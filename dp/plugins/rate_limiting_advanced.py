@@ -18,8 +18,8 @@ dict); `redis` gives one limit across workers and data planes.
 
 Every request of a limited route runs `access`, so what a config implies (its `Policy`, the
 identifier, the error answer) is worked out once per config (`_Limits`), the headers' names
-and limits once per window (dp/ratelimit/limiter.py), and local counting does not go through
-a coroutine.
+and limits once per window (dp/ratelimit/limiter.py); `access` is a coroutine only with Redis
+(dp/plugins/base.py), and an allowed request of a one-window config makes no Verdict.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from __future__ import annotations
 from typing import Any
 
 from dp.events import EventQueue
-from dp.plugins.base import Plugin
+from dp.plugins.base import Done, Plugin
 from dp.ratelimit import clock, exceeded
 from dp.ratelimit.headers import OneWindowHeaders, client_headers, retry_after
-from dp.ratelimit.limiter import Policy, WindowState
+from dp.ratelimit.limiter import Policy, Verdict, WindowState
 from dp.ratelimit.registry import message_policy_for, policy_for
 
 _ONCE = exceeded.OncePerWindow()
@@ -67,7 +67,7 @@ class _Limits:
     this plugin instance, live for one snapshot) rather than looked up per request."""
 
     __slots__ = ("error_code", "error_message", "header_name", "hide", "jitter", "kind",
-                 "lines", "namespace", "path", "policy", "window_type")
+                 "lines", "namespace", "path", "policy", "window_limit", "window_type")
 
     def __init__(self, conf: dict[str, Any]) -> None:
         self.policy = policy_for(conf)
@@ -83,6 +83,7 @@ class _Limits:
         # An allowed request's headers, mostly rendered ahead (one window, not hidden).
         self.lines = OneWindowHeaders(self.policy.windows[0], self.window_type) \
             if len(self.policy.windows) == 1 and not self.hide else None
+        self.window_limit = self.policy.windows[0].limit
 
 
 class RateLimitingAdvanced(Plugin):
@@ -99,7 +100,9 @@ class RateLimitingAdvanced(Plugin):
         """Where rate-limit-exceeded events go (the proxy's event queue)."""
         self.events = queue
 
-    async def access(self, kong: Any, conf: dict[str, Any]) -> None:
+    def access(self, kong: Any, conf: dict[str, Any]) -> Done:
+        """Counted locally: done here, no coroutine (dp/plugins/base.py). With Redis: the
+        coroutine that waits for it."""
         limits = self._limits.get(id(conf))
         if limits is None:
             limits = self._limits[id(conf)] = _Limits(conf)
@@ -109,7 +112,23 @@ class RateLimitingAdvanced(Plugin):
         else:
             key = _identify(kong, limits.kind, limits.header_name, limits.path)
         policy = limits.policy
-        verdict = policy.hit_nowait(key, now) if policy.local else await policy.hit(key, now)
+        if not policy.local:
+            return self._access_redis(kong, limits, key, now)
+        if limits.lines is not None:  # one window, headers shown: the usual config
+            value = policy.hit_one(key, now)
+            if value <= limits.window_limit:
+                kong.response.set_header_lines(limits.lines.allowed(value, now))
+                return None
+            self._judged(kong, limits, policy.judge_one(key, value, now), now)
+            return None
+        self._judged(kong, limits, policy.hit_nowait(key, now), now)
+        return None
+
+    async def _access_redis(self, kong: Any, limits: _Limits, key: str, now: float) -> None:
+        self._judged(kong, limits, await limits.policy.hit(key, now), now)
+
+    def _judged(self, kong: Any, limits: _Limits, verdict: Verdict, now: float) -> None:
+        """Act on a verdict: the headers of an allowed request, or the refusal."""
         if verdict.exceeded is None:
             if limits.lines is not None:
                 kong.response.set_header_lines(limits.lines.allowed(verdict.states[0].value,
@@ -124,9 +143,9 @@ class RateLimitingAdvanced(Plugin):
                                                      limits.jitter))
         kong.response.exit(limits.error_code, {"message": limits.error_message}, headers)
 
-    async def ws_handshake(self, kong: Any, conf: dict[str, Any]) -> None:
+    def ws_handshake(self, kong: Any, conf: dict[str, Any]) -> Done:
         kong.ctx.plugin["key"] = identify(kong, conf)  # the connection's identity, for frames
-        await self.access(kong, conf)
+        return self.access(kong, conf)
 
     def ws_client_frame(self, kong: Any, conf: dict[str, Any]) -> None:
         ws = conf.get("websocket") or {}

@@ -108,7 +108,9 @@ async def run_phase(entries: Any, phase: str, ex: Exchange, scheme: str) -> None
             conf = entry.default
         if conf is None or scheme not in conf.protocols:
             continue
-        await handler(Kong(ex, entry.plugin.name), conf.config)
+        waiting = handler(Kong(ex, entry.plugin.name), conf.config)
+        if waiting is not None:  # an async handler, or one that has to wait this time
+            await waiting
 
 
 async def run_log(entries: Any, ex: Exchange, scheme: str, status: int) -> None:

@@ -110,9 +110,13 @@ async def _handshake_phase(entries: Any, ex: Exchange, scheme: str) -> dict[str,
         name = entry.plugin.name
         kong = kongs[name] = Kong(ex, name)
         if "ws_handshake" in entry.phases:
-            await entry.plugin.ws_handshake(kong, conf.config)
+            waiting = entry.plugin.ws_handshake(kong, conf.config)
         elif "access" in entry.phases:
-            await entry.plugin.access(kong, conf.config)
+            waiting = entry.plugin.access(kong, conf.config)
+        else:
+            continue
+        if waiting is not None:  # see dp/plugins/base.py
+            await waiting
     return kongs
 
 

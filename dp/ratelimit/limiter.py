@@ -139,13 +139,27 @@ class Policy:
 
     def _settle_one(self, key: str, count: tuple[float, float], now: float) -> Verdict:
         """`_settle` for the usual config, one window: no lists, no loop."""
-        window = self.windows[0]
+        return self.judge_one(key, self._rate_one(count, now), now)
+
+    def _rate_one(self, count: tuple[float, float], now: float) -> float:
         value, previous = count
         if previous and self.sliding:
-            size = window.size  # windows.previous_weight, inlined: this runs per request
+            size = self.sizes[0]  # windows.previous_weight, inlined: this runs per request
             weight = (size - (now - floor(now / size) * size)) / size
             if weight > 0:
                 value += previous * weight
+        return value
+
+    def hit_one(self, key: str, now: float) -> float:
+        """Count one hit on a local one-window policy (`local` and `single`); the rate to
+        compare with the window's limit. An allowed request needs nothing more (no Verdict
+        made); one over the limit is settled with `judge_one`."""
+        local: LocalCounters = self.counters  # type: ignore[assignment]
+        return self._rate_one(local.add(key, self.sizes[0], now), now)
+
+    def judge_one(self, key: str, value: float, now: float) -> Verdict:
+        """The verdict of a one-window hit whose rate is `value` (see `hit_one`)."""
+        window = self.windows[0]
         state = WindowState(window, value)
         if value <= window.limit:
             return Verdict((state,), None)
