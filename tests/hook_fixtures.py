@@ -59,10 +59,13 @@ async def start_admin(store: Store, engine: HookEngine) -> tuple[web.AppRunner, 
 
 
 @contextlib.asynccontextmanager
-async def running_engine(store: Store, dsn: str, **config: Any) -> AsyncIterator[Hooked]:
-    """A real Admin API and a hook engine running with FAST changed by `config`."""
+async def running_engine(store: Store, dsn: str, *, down: bool = False,
+                         **config: Any) -> AsyncIterator[Hooked]:
+    """A real Admin API and a hook engine running with FAST changed by `config`; with `down`
+    the engine is not started (the CP's engine is down until the test starts it)."""
     engine = HookEngine(dsn, dataclasses.replace(FAST, **config))
-    await engine.start()
+    if not down:
+        await engine.start()
     runner, url = await start_admin(store, engine)
     try:
         async with ClientSession(base_url=url) as session:

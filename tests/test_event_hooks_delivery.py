@@ -12,7 +12,7 @@ from cp.hooks.deliver import backoff, next_state
 from cp.hooks.engine import HookEngine
 from cp.hooks.outbound import Destinations, Outbound
 from cp.hooks.outcome import Outcome
-from tests.hook_fixtures import FAST, webhook
+from tests.hook_fixtures import FAST, running_engine, webhook
 from tests.polling import eventually as until
 
 pytest_plugins = ["tests.hook_fixtures"]  # hooked, receiver
@@ -226,12 +226,7 @@ async def test_snooze_with_on_change_is_per_digest(hooked, receiver):
 
 async def test_engine_down_writes_are_delivered_and_hooks_see_only_later_writes(
         store, dsn, receiver):
-    from tests.hook_fixtures import Hooked, start_admin
-    engine = HookEngine(dsn, FAST)  # not started: the CP's engine is "down"
-    runner, url = await start_admin(store, engine)
-    from aiohttp import ClientSession
-    async with ClientSession(base_url=url) as admin:
-        hooked = Hooked(admin, engine, store)
+    async with running_engine(store, dsn, down=True) as hooked:
         await hooked.post("/consumers", {"username": "before-the-hook"})
         await hooked.post("/event-hooks", {"source": "crud", "event": "consumers",
                                            "handler": "webhook",
@@ -239,26 +234,17 @@ async def test_engine_down_writes_are_delivered_and_hooks_see_only_later_writes(
         for i in range(5):
             await hooked.post("/consumers", {"username": f"while-down-{i}"})
         assert receiver.got() == []
-        await engine.start()
-        try:
-            got = await until(lambda: len(receiver.events()) == 5 and receiver.events())
-            assert [r.json()["entity"]["username"] for r in got] == [
-                f"while-down-{i}" for i in range(5)]
-            assert len(receiver.pings()) == 1
-        finally:
-            await engine.stop()
-    await runner.cleanup()
+        await hooked.engine.start()
+        got = await until(lambda: len(receiver.events()) == 5 and receiver.events())
+        assert [r.json()["entity"]["username"] for r in got] == [
+            f"while-down-{i}" for i in range(5)]
+        assert len(receiver.pings()) == 1
 
 
 async def test_a_hooks_deliveries_arrive_in_commit_order_across_batches_and_workers(
         store, dsn, receiver):
-    from tests.hook_fixtures import Hooked, start_admin
     # Small batches and many loops: the backlog is claimed by several loops at once.
-    engine = HookEngine(dsn, HooksConfig(**{**FAST.__dict__, "workers": 4, "batch": 3}))
-    runner, url = await start_admin(store, engine)
-    from aiohttp import ClientSession
-    async with ClientSession(base_url=url) as admin:
-        hooked = Hooked(admin, engine, store)
+    async with running_engine(store, dsn, down=True, workers=4, batch=3) as hooked:
         status, _ = await hooked.post("/event-hooks", {
             "source": "crud", "event": "consumers", "handler": "webhook",
             "config": {"url": receiver.url}})
@@ -266,13 +252,9 @@ async def test_a_hooks_deliveries_arrive_in_commit_order_across_batches_and_work
         names = [f"queued-{i}" for i in range(40)]
         for name in names:
             await hooked.post("/consumers", {"username": name})
-        await engine.start()
-        try:
-            await until(lambda: len(receiver.events()) == 40, what="40 events")
-            assert [r.json()["entity"]["username"] for r in receiver.events()] == names
-        finally:
-            await engine.stop()
-    await runner.cleanup()
+        await hooked.engine.start()
+        await until(lambda: len(receiver.events()) == 40, what="40 events")
+        assert [r.json()["entity"]["username"] for r in receiver.events()] == names
 
 
 async def test_two_engines_on_one_database_deliver_each_event_once(hooked, receiver, dsn):
