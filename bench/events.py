@@ -58,6 +58,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -409,15 +410,19 @@ def pin(data_plane: int, others: list[int]) -> None:
     with the control plane on other hosts does not pay."""
     rest = set(range(os.cpu_count() or 1)) - {data_plane}
     _OTHER_CPUS.update(rest)
-    for task in Path("/proc/self/task").iterdir():
-        os.sched_setaffinity(int(task.name), {data_plane})
+    _each_thread(os.getpid(), lambda t: os.sched_setaffinity(t, {data_plane}))
     for pid in others:
         for p in [pid, *http_proxy.children(pid)]:
-            try:
-                for task in Path(f"/proc/{p}/task").iterdir():
-                    os.sched_setaffinity(int(task.name), rest)
-            except OSError:  # a child that exited meanwhile
-                pass
+            _each_thread(p, lambda t: os.sched_setaffinity(t, rest))
+
+
+def _each_thread(pid: int, act: Callable[[int], None]) -> None:
+    """`act` on every thread of process `pid` (nothing when it exited meanwhile)."""
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            act(int(task.name))
+    except OSError:
+        pass
 
 
 def _on_other_cpus() -> list[str]:
@@ -433,11 +438,7 @@ def renice(pid: int, nice: int) -> None:
     for the autogroup of each that leads its own session (every PostgreSQL process does: with
     autogroups the scheduler shares the CPU between sessions first, see cp/hooks/priority.py)."""
     for p in [pid, *http_proxy.children(pid)]:
-        try:
-            for task in Path(f"/proc/{p}/task").iterdir():
-                os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
-        except OSError:  # a child that exited meanwhile
-            pass
+        _each_thread(p, lambda t: os.setpriority(os.PRIO_PROCESS, t, nice))
         lower_autogroup(p, nice)
 
 

@@ -67,7 +67,7 @@ class _Limits:
     this plugin instance, live for one snapshot) rather than looked up per request."""
 
     __slots__ = ("error_code", "error_message", "header_name", "hide", "jitter", "kind",
-                 "lines", "namespace", "path", "policy", "window_limit", "window_type")
+                 "lines", "namespace", "path", "policy", "window_type")
 
     def __init__(self, conf: dict[str, Any]) -> None:
         self.policy = policy_for(conf)
@@ -83,7 +83,6 @@ class _Limits:
         # An allowed request's headers, mostly rendered ahead (one window, not hidden).
         self.lines = OneWindowHeaders(self.policy.windows[0], self.window_type) \
             if len(self.policy.windows) == 1 and not self.hide else None
-        self.window_limit = self.policy.windows[0].limit
 
 
 class RateLimitingAdvanced(Plugin):
@@ -116,7 +115,7 @@ class RateLimitingAdvanced(Plugin):
             return self._access_redis(kong, limits, key, now)
         if limits.lines is not None:  # one window, headers shown: the usual config
             value = policy.hit_one(key, now)
-            if value <= limits.window_limit:
+            if value <= policy.windows[0].limit:
                 kong.response.set_header_lines(limits.lines.allowed(value, now))
                 return None
             self._judged(kong, limits, policy.judge_one(key, value, now), now)

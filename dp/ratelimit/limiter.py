@@ -101,15 +101,13 @@ class Policy:
         """`hit` for callers that cannot wait (frame handlers): Redis is updated later.
         With local counters it is `hit` without the coroutine."""
         if self.local:  # (`local` says which, without an isinstance per request)
-            local: LocalCounters = self.counters  # type: ignore[assignment]
             if self.single:
-                return self._settle_one(key, local.add(key, self.sizes[0], now), now)
+                return self.judge_one(key, self.hit_one(key, now), now)
+            local: LocalCounters = self.counters  # type: ignore[assignment]
             counts = local.add_many(key, self.sizes, now)
         else:
             redis: RedisCounters = self.counters  # type: ignore[assignment]
             counts = redis.add_nowait(key, self.sizes, now)
-        if self.single:
-            return self._settle_one(key, counts[0], now)
         return self._settle(key, counts, now)
 
     def _settle(self, key: str, counts: list[tuple[float, float]], now: float) -> Verdict:
