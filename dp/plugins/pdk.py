@@ -60,7 +60,8 @@ class Exchange:
         self.credential: dict[str, Any] | None = None
         self.shared: dict[str, Any] | None = None  # kong.ctx.shared, on first use
         self.plugin_ctx: dict[str, dict[str, Any]] | None = None  # kong.ctx.plugin by plugin
-        self.up_headers: dict[str, tuple[str, str | None]] = {}  # lower → (name, value|None)
+        # lower → (name, value|None), on first use (most requests change no upstream header)
+        self.up_headers: dict[str, tuple[str, str | None]] | None = None
         self.up_query: str | None = None
         self.resp_status = 0
         self.resp_headers: Sequence[tuple[bytes, bytes]] = ()  # the upstream's, once known
@@ -70,6 +71,16 @@ class Exchange:
         # join, and they allocate nothing the cyclic GC has to track.
         self.resp_set: dict[bytes, str] | None = None
         self.websocket: Any = None  # `kong.websocket` on a WebSocket handshake (dp/ws/pdk.py)
+
+
+def take_header_lines(ex: Exchange, lines: dict[bytes, str]) -> None:
+    """`kong.response.set_header_lines` for a dict made for this request, which the exchange
+    may keep as its own (no copy when no other plugin set a client header before)."""
+    changes = ex.resp_set
+    if changes is None:
+        ex.resp_set = lines
+    else:
+        changes.update(lines)
 
 
 class _Request:
@@ -114,10 +125,16 @@ class _ServiceRequest:
         self._ex = ex
 
     def set_header(self, name: str, value: str) -> None:
-        self._ex.up_headers[name.lower()] = (name, str(value))
+        self._changes()[name.lower()] = (name, str(value))
 
     def clear_header(self, name: str) -> None:
-        self._ex.up_headers[name.lower()] = (name, None)
+        self._changes()[name.lower()] = (name, None)
+
+    def _changes(self) -> dict[str, tuple[str, str | None]]:
+        found = self._ex.up_headers
+        if found is None:
+            found = self._ex.up_headers = {}
+        return found
 
     def set_raw_query(self, query: str) -> None:
         self._ex.up_query = query
@@ -207,12 +224,8 @@ class _Response:
     def set_header_lines(self, lines: dict[bytes, str]) -> None:
         """`set_header` for headers rendered ahead: `header_key(name)` → `header_line(name,
         value)`. One dict update, for plugins that set the same names on every request and
-        can render most of their lines once (rate-limiting-advanced)."""
-        changes = self._ex.resp_set
-        if changes is None:
-            self._ex.resp_set = dict(lines)
-        else:
-            changes.update(lines)
+        can render most of their lines once."""
+        take_header_lines(self._ex, dict(lines))
 
     def add_header(self, name: str, value: Any) -> None:
         changes = self._changes()
@@ -331,53 +344,54 @@ class Kong:
 
     It is made for every plugin in every phase, so making it is a handful of slot stores:
     its parts are made when a handler first uses them (most touch two or three). What lives
-    across phases lives in the `Exchange` (`kong.ctx.plugin` is the same table in each)."""
+    across phases lives in the `Exchange` (`kong.ctx.plugin` is the same table in each).
+    `kong.exchange` is that `Exchange`: bundled plugins that run on every request read and set
+    it directly where the PDK's parts would cost a call and an object each."""
 
-    __slots__ = ("_client", "_ctx", "_ex", "_plugin", "_request", "_response", "_service",
-                 "http")
+    __slots__ = ("_client", "_ctx", "_plugin", "_request", "_response", "_service", "exchange")
+    http = http_client  # the same pooled client for every plugin
 
     def __init__(self, ex: Exchange, plugin: str) -> None:
-        self._ex, self._plugin = ex, plugin
+        self.exchange, self._plugin = ex, plugin
         self._request: _Request | None = None
         self._response: _Response | None = None
         self._service: _Service | None = None
         self._client: _Client | None = None
         self._ctx: _Ctx | None = None
-        self.http = http_client
 
     @property
     def request(self) -> _Request:
         found = self._request
         if found is None:
-            found = self._request = _Request(self._ex)
+            found = self._request = _Request(self.exchange)
         return found
 
     @property
     def response(self) -> _Response:
         found = self._response
         if found is None:
-            found = self._response = _Response(self._ex)
+            found = self._response = _Response(self.exchange)
         return found
 
     @property
     def service(self) -> _Service:
         found = self._service
         if found is None:
-            found = self._service = _Service(self._ex)
+            found = self._service = _Service(self.exchange)
         return found
 
     @property
     def client(self) -> _Client:
         found = self._client
         if found is None:
-            found = self._client = _Client(self._ex)
+            found = self._client = _Client(self.exchange)
         return found
 
     @property
     def ctx(self) -> _Ctx:
         found = self._ctx
         if found is None:
-            found = self._ctx = _Ctx(self._ex, self._plugin)
+            found = self._ctx = _Ctx(self.exchange, self._plugin)
         return found
 
     @property
@@ -387,4 +401,4 @@ class Kong:
     @property
     def websocket(self) -> Any:
         """`kong.websocket` (dp/ws/pdk.py) on a WebSocket connection, else None."""
-        return self._ex.websocket
+        return self.exchange.websocket

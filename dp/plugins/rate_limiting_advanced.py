@@ -19,7 +19,8 @@ dict); `redis` gives one limit across workers and data planes.
 Every request of a limited route runs `access`, so what a config implies (its `Policy`, the
 identifier, the error answer) is worked out once per config (`_Limits`), the headers' names
 and limits once per window (dp/ratelimit/limiter.py); `access` is a coroutine only with Redis
-(dp/plugins/base.py), and an allowed request of a one-window config makes no Verdict.
+(dp/plugins/base.py), and an allowed request of a one-window config makes no Verdict and
+reads and sets the request's `kong.exchange` directly (no PDK part made for it).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 from dp.events import EventQueue
 from dp.plugins.base import Done, Plugin
+from dp.plugins.pdk import take_header_lines
 from dp.ratelimit import clock, exceeded
 from dp.ratelimit.headers import OneWindowHeaders, client_headers, retry_after
 from dp.ratelimit.limiter import Policy, Verdict, WindowState
@@ -106,8 +108,8 @@ class RateLimitingAdvanced(Plugin):
         if limits is None:
             limits = self._limits[id(conf)] = _Limits(conf)
         now = clock.now()
-        if limits.kind == "ip":
-            key = "ip:" + kong.client.get_forwarded_ip()
+        if limits.kind == "ip":  # kong.client.get_forwarded_ip(), without the PDK's objects
+            key = "ip:" + kong.exchange.client_ip
         else:
             key = _identify(kong, limits.kind, limits.header_name, limits.path)
         policy = limits.policy
@@ -116,7 +118,7 @@ class RateLimitingAdvanced(Plugin):
         if limits.lines is not None:  # one window, headers shown: the usual config
             value = policy.hit_one(key, now)
             if value <= policy.windows[0].limit:
-                kong.response.set_header_lines(limits.lines.allowed(value, now))
+                take_header_lines(kong.exchange, limits.lines.allowed(value, now))
                 return None
             self._judged(kong, limits, policy.judge_one(key, value, now), now)
             return None
@@ -130,8 +132,8 @@ class RateLimitingAdvanced(Plugin):
         """Act on a verdict: the headers of an allowed request, or the refusal."""
         if verdict.exceeded is None:
             if limits.lines is not None:
-                kong.response.set_header_lines(limits.lines.allowed(verdict.states[0].value,
-                                                                    now))
+                take_header_lines(kong.exchange, limits.lines.allowed(verdict.states[0].value,
+                                                                      now))
             elif not limits.hide:
                 kong.response.set_headers(client_headers(verdict, now, limits.window_type))
             return

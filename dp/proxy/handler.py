@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Awaitable, Iterator
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +70,9 @@ async def handle(conn: ClientConnection, req: Request) -> bool:
     if entries:
         ex = Exchange(req, conn.scheme, conn.client, conn.listen_port, m.route, service)
         try:
-            await run_phase(entries, "access", ex, conn.scheme)
+            waiting = run_phase(entries, "access", ex, conn.scheme)
+            if waiting is not None:
+                await waiting
         except PluginExit as stop:
             return await answer_exit(conn, req, m, entries, ex, stop)
     status, keep = await forward(conn, req, m, service, ex, entries)
@@ -97,26 +100,52 @@ def _protocol_error(conn: ClientConnection, req: Request, code: int) -> bool:
     return conn.answer(req, code, body="", headers={"Location": location})
 
 
-async def run_phase(entries: Any, phase: str, ex: Exchange, scheme: str) -> None:
+def run_phase(entries: Any, phase: str, ex: Exchange, scheme: str) -> Awaitable[None] | None:
     """Run one phase's handlers by priority; each picks its config with the consumer
     identified so far (so consumer-scoped configs apply after key-auth ran) and gets its
-    own `kong` (cheap: its parts are made on first use)."""
-    for entry, handler in entries.by_phase.get(phase, ()):
-        if entry.by_consumer:
-            conf = entry.config_for(ex.consumer["id"] if ex.consumer else None)
-        else:
-            conf = entry.default
-        if conf is None or scheme not in conf.protocols:
-            continue
-        waiting = handler(Kong(ex, entry.plugin.name), conf.config)
-        if waiting is not None:  # an async handler, or one that has to wait this time
-            await waiting
+    own `kong` (cheap: its parts are made on first use).
+
+    Synchronous until a handler returns an awaitable (it has to wait): then what is left of
+    the phase comes back as one awaitable for the caller to await, else None. A phase of
+    handlers that do not wait (the usual access phase) costs no coroutine."""
+    handlers = iter(entries.by_phase.get(phase, ()))
+    for entry, handler in handlers:
+        conf = _config(entry, ex, scheme)
+        if conf is not None:
+            waiting = handler(Kong(ex, entry.plugin.name), conf)
+            if waiting is not None:
+                return _rest_of_phase(waiting, handlers, ex, scheme)
+    return None
+
+
+async def _rest_of_phase(waiting: Awaitable[None], handlers: Iterator[tuple[Any, Any]],
+                         ex: Exchange, scheme: str) -> None:
+    await waiting
+    for entry, handler in handlers:
+        conf = _config(entry, ex, scheme)
+        if conf is not None:
+            waiting_too = handler(Kong(ex, entry.plugin.name), conf)
+            if waiting_too is not None:
+                await waiting_too
+
+
+def _config(entry: Any, ex: Exchange, scheme: str) -> dict[str, Any] | None:
+    """The entry's config for this request, None when it does not apply."""
+    if entry.by_consumer:
+        conf = entry.config_for(ex.consumer["id"] if ex.consumer else None)
+    else:
+        conf = entry.default
+    if conf is None or scheme not in conf.protocols:
+        return None
+    return conf.config
 
 
 async def run_log(entries: Any, ex: Exchange, scheme: str, status: int) -> None:
     ex.resp_status = ex.resp_status or status
     try:
-        await run_phase(entries, "log", ex, scheme)
+        waiting = run_phase(entries, "log", ex, scheme)
+        if waiting is not None:
+            await waiting
     except Exception:  # a log handler never changes the outcome
         log.exception("log phase failed")
 
@@ -253,7 +282,9 @@ async def _exchange(conn: ClientConnection, req: Request, m: Match, service: dic
         ex.resp_status, ex.resp_headers = status, upc.headers
         if "response" in entries.by_phase:
             try:
-                await run_phase(entries, "response", ex, conn.scheme)
+                waiting = run_phase(entries, "response", ex, conn.scheme)
+                if waiting is not None:
+                    await waiting
             except PluginExit as stop:
                 upc.close()
                 return stop.status, conn.answer(req, stop.status, stop.message,

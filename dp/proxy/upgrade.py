@@ -168,7 +168,7 @@ async def _open(conn: ClientConnection, req: Request, m: Match, ex: Exchange | N
         host = req.host
     else:
         host = heads.upstream_host(service, balancer.upstream if balancer else None)
-    overrides = dict(ex.up_headers) if ex is not None else {}
+    overrides = dict(ex.up_headers or {}) if ex is not None else {}
     if websocket:
         overrides.update(_NO_EXTENSIONS)
     upc.begin((service.get("read_timeout") or 60000) / 1000)

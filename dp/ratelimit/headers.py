@@ -57,39 +57,46 @@ def client_headers(verdict: Verdict, now: float, window_type: str) -> dict[str, 
 
 class OneWindowHeaders:
     """`client_headers` of an allowed request under a one-window config (the usual one),
-    rendered for the PDK's `set_header_lines`: the limit lines once per config, the reset line
+    rendered for the PDK's `take_header_lines`: the limit lines once per config, the reset line
     once per second, only the two remaining lines per request. (An allowed request's reset
     depends on the clock alone, and for a window of whole seconds only on the second.)"""
 
-    __slots__ = ("_reset_line", "_second", "keys", "limit_lines", "remaining_name", "whole",
-                 "window", "window_type")
+    __slots__ = ("_lines", "_reset_key", "_second", "limit", "remaining_keys", "remaining_names",
+                 "whole", "window", "window_type")
 
     def __init__(self, window: Window, window_type: str) -> None:
         self.window, self.window_type = window, window_type
-        self.keys = tuple(header_key(name) for name in (
-            window.limit_header, window.remaining_header, "RateLimit-Limit",
-            "RateLimit-Remaining", "RateLimit-Reset"))
-        self.limit_lines = (header_line(window.limit_header, window.limit_text),
-                            header_line("RateLimit-Limit", window.limit_text))
-        self.remaining_name = window.remaining_header
+        self.limit = window.limit
+        keys = [header_key(name) for name in (window.limit_header, window.remaining_header,
+                                              "RateLimit-Limit", "RateLimit-Remaining",
+                                              "RateLimit-Reset")]
+        self.remaining_keys = keys[1], keys[3]
+        self.remaining_names = f"{window.remaining_header}: ", "RateLimit-Remaining: "
+        self._reset_key = keys[4]
+        # A request's lines in `client_headers`' order, the limits filled in: each request
+        # copies it and fills in its remaining lines (the reset line is renewed each second).
+        self._lines = dict.fromkeys(keys, "")
+        self._lines[keys[0]] = header_line(window.limit_header, window.limit_text)
+        self._lines[keys[2]] = header_line("RateLimit-Limit", window.limit_text)
         self.whole = float(window.size).is_integer()
         self._second = -1
-        self._reset_line = ""
 
     def allowed(self, value: float, now: float) -> dict[bytes, str]:
         """The lines for a request whose rate `value` is within the limit, in
-        `client_headers`' order."""
-        w = self.window
-        left = str(max(int(w.limit - value), 0))  # _left, inlined
+        `client_headers`' order: a new dict each time, for the request to keep."""
+        left = self.limit - value  # _left, inlined
+        text = f"{int(left)}\r\n" if left > 0 else "0\r\n"
         second = int(now)
         if second != self._second or not self.whole:
             self._second = second
-            self._reset_line = header_line("RateLimit-Reset", reset_after(
+            w = self.window
+            self._lines[self._reset_key] = header_line("RateLimit-Reset", reset_after(
                 now, w.size, self.window_type, value, w.limit))
-        k = self.keys
-        return {k[0]: self.limit_lines[0], k[1]: f"{self.remaining_name}: {left}\r\n",
-                k[2]: self.limit_lines[1], k[3]: f"RateLimit-Remaining: {left}\r\n",
-                k[4]: self._reset_line}
+        lines = self._lines.copy()
+        keys, names = self.remaining_keys, self.remaining_names
+        lines[keys[0]] = names[0] + text
+        lines[keys[1]] = names[1] + text
+        return lines
 
 
 def retry_after(reset: int, jitter_max: float, rng: random.Random | None = None) -> int:
