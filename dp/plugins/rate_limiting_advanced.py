@@ -18,9 +18,9 @@ dict); `redis` gives one limit across workers and data planes.
 
 Every request of a limited route runs `access`, so what a config implies (its `Policy`, the
 identifier, the error answer) is worked out once per config (`_Limits`), the headers' names
-and limits once per window (dp/ratelimit/limiter.py); `access` is a coroutine only with Redis
-(dp/plugins/base.py), and an allowed request of a one-window config makes no Verdict and
-reads and sets the request's `kong.exchange` directly (no PDK part made for it).
+and limits once per window (dp/ratelimit/limiter.py); `access` is a coroutine only when it
+waits for Redis (dp/plugins/base.py), and an allowed request of a one-window config makes no
+Verdict and reads and sets the request's `kong.exchange` directly (no PDK part made for it).
 """
 
 from __future__ import annotations
@@ -102,8 +102,9 @@ class RateLimitingAdvanced(Plugin):
         self.events = queue
 
     def access(self, kong: Any, conf: dict[str, Any]) -> Done:
-        """Counted locally: done here, no coroutine (dp/plugins/base.py). With Redis: the
-        coroutine that waits for it."""
+        """Done here, without a coroutine (dp/plugins/base.py), unless Redis has to answer
+        first (`sync_rate` 0, or a key's first hit in a window): then the coroutine that
+        waits for it."""
         limits = self._limits.get(id(conf))
         if limits is None:
             limits = self._limits[id(conf)] = _Limits(conf)
@@ -114,7 +115,11 @@ class RateLimitingAdvanced(Plugin):
             key = _identify(kong, limits.kind, limits.header_name, limits.path)
         policy = limits.policy
         if not policy.local:
-            return self._access_redis(kong, limits, key, now)
+            verdict = policy.hit_ready(key, now)
+            if verdict is None:  # Redis has to answer first
+                return self._access_redis(kong, limits, key, now)
+            self._judged(kong, limits, verdict, now)
+            return None
         if limits.lines is not None:  # one window, headers shown: the usual config
             value = policy.hit_one(key, now)
             if value <= policy.windows[0].limit:

@@ -97,6 +97,13 @@ class Policy:
             counts = counters.add_many(key, self.sizes, now)
         return self._settle(key, counts, now)
 
+    def hit_ready(self, key: str, now: float) -> Verdict | None:
+        """`hit` on Redis counters when it has nothing to wait for (RedisCounters.add_ready),
+        else None, with nothing counted: then await `hit`."""
+        redis: RedisCounters = self.counters  # type: ignore[assignment]
+        counts = redis.add_ready(key, self.sizes, now)
+        return None if counts is None else self._settle(key, counts, now)
+
     def hit_nowait(self, key: str, now: float) -> Verdict:
         """`hit` for callers that cannot wait (frame handlers): Redis is updated later.
         With local counters it is `hit` without the coroutine."""
