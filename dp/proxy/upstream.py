@@ -34,6 +34,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def __init__(self, key: Key) -> None:
         self.key = key
+        # Asked once: on Python 3.11 every get_running_loop() is a getpid() system call.
+        self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
@@ -70,7 +72,7 @@ class UpstreamConnection(asyncio.Protocol):
     def begin(self, read_timeout: float, head_only: bool = False) -> None:
         """Prepare for one response (call before writing the request)."""
         self._reset()
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self.head = loop.create_future()
         self.done = loop.create_future()
         self.head_only = head_only
@@ -93,7 +95,7 @@ class UpstreamConnection(asyncio.Protocol):
             raise UpstreamTimeout("the upstream stopped reading the request") from None
 
     def _check_timeout(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         remaining = self.last_rx + self.timeout - loop.time()
         if remaining > 0.001:
             self.timer = loop.call_at(self.last_rx + self.timeout, self._check_timeout)
@@ -131,7 +133,6 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self._loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         if self.raw is not None:
@@ -167,7 +168,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._fail(UpstreamClosed("upstream closed the connection"))
 
     def pause_writing(self) -> None:
-        self._write_ready = asyncio.get_running_loop().create_future()
+        self._write_ready = self._loop.create_future()
         if self.on_pause_writing is not None:
             self.on_pause_writing()
 
