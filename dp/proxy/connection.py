@@ -56,6 +56,7 @@ class ClientConnection(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._reading_paused = False
         self._write_ready: asyncio.Future[None] | None = None
+        self._corked: list[bytes] | None = None  # writes gathered between cork and uncork
 
     @property
     def idle(self) -> bool:
@@ -201,8 +202,23 @@ class ClientConnection(asyncio.Protocol):
             self.close()
 
     def write(self, data: bytes) -> None:
-        if not self.closed:
+        if self.closed:
+            return
+        corked = self._corked
+        if corked is not None:
+            corked.append(data)
+        else:
             self.transport.write(data)  # type: ignore[union-attr]
+
+    def cork(self) -> None:
+        """Gather the writes until `uncork`, which sends them together: a response head and
+        the body that arrived with it leave in one system call instead of one each."""
+        self._corked = []
+
+    def uncork(self) -> None:
+        parts, self._corked = self._corked, None
+        if parts and not self.closed:
+            self.transport.writelines(parts)  # type: ignore[union-attr]
 
     def answer(self, req: Request, status: int, message: str | None = None, *,
                body: object = None, headers: dict[str, str] | None = None) -> bool:

@@ -314,17 +314,21 @@ async def _stream_back(conn: ClientConnection, req: Request, upc: UpstreamConnec
     bodyless = req.method == "HEAD" or status in (204, 304)
     rechunk = not bodyless and (upc.chunked or not upc.framed) and not http10
     keep = req.keep_alive and not (http10 and not upc.framed and not bodyless)
-    conn.write(heads.response_head(status, upc.reason, upc.headers, changes, chunked=rechunk,
-                                   close=not keep))
+    head = heads.response_head(status, upc.reason, upc.headers, changes, chunked=rechunk,
+                               close=not keep)
     if bodyless:
+        conn.write(head)
         server.pool.release(upc) if upc.complete else upc.close()
         return status, keep
     conn.upstream = upc
+    conn.cork()  # the head and the body that came with it: one system call
+    conn.write(head)
     if rechunk:
         write = conn.write
         upc.attach(lambda data: write(chunk(data)))
     else:
         upc.attach(conn.write)
+    conn.uncork()
     try:
         await upc.done  # type: ignore[misc]
     except (UpstreamTimeout, UpstreamClosed):
