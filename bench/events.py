@@ -31,7 +31,9 @@ Prints:
   control     (--control, default on) half as many rounds without events, a run without and a
               run with a busy loop beside the data plane that uses the share of a core the
               control plane and PostgreSQL used during the flooded runs: the drop any work of
-              that size causes on this machine, for reading the proxy figure against
+              that size causes on this machine, and the data plane's CPU per request without
+              and with it (work on the other CPU makes the data plane's own system calls and
+              wake-ups dearer on this VM), for reading the proxy figure against
 
 With --pin (default on 2+ CPUs) the data plane has a CPU of its own for the proxy runs (see
 `pin`), as on its own host.
@@ -348,28 +350,33 @@ def busy_loop(share: float, nice: int) -> subprocess.Popen:
 async def control_rounds(url: str, args: argparse.Namespace, share: float) -> None:
     """What the same share of a core costs the proxy when it is spent by a busy loop instead
     of the control plane and PostgreSQL storing the flood: the machine's own price for
-    work beside the data plane (on this 2-vCPU VM, one CPU's work slows the other)."""
+    work beside the data plane (on this 2-vCPU VM, one CPU's work slows the other), in
+    requests/s and in the data plane's own CPU per request."""
     count = max(2, args.rounds // 2)
-    plain, loaded, used = [], [], []
+    plain: list[tuple[float, float]] = []
+    loaded: list[tuple[float, float]] = []
+    used = []
     for r in range(count):
         for busy in ((False, True) if r % 2 == 0 else (True, False)):
             if not busy:
-                plain.append((await wrk(url, args.duration))[0])
+                plain.append(await wrk(url, args.duration))
                 continue
             loop = busy_loop(share, args.cp_nice)
             try:
                 cpu0 = http_proxy.cpu_seconds(loop.pid)
-                loaded.append((await wrk(url, args.duration))[0])
+                loaded.append(await wrk(url, args.duration))
                 used.append((http_proxy.cpu_seconds(loop.pid) - cpu0) / args.duration)
             finally:
                 loop.kill()
                 loop.wait()
-    paired = statistics.median(1 - b / p for p, b in zip(plain, loaded, strict=True))
+    paired = statistics.median(1 - b[0] / p[0] for p, b in zip(plain, loaded, strict=True))
+    without, with_ = (statistics.median(run[0] for run in runs) for runs in (plain, loaded))
     print(f"  control ({count} rounds, no events): a busy loop beside the data plane using "
           f"{statistics.median(used):.0%} of a core (the control plane and PostgreSQL used "
-          f"{share:.0%} during the flood): drop "
-          f"{(1 - statistics.median(loaded) / statistics.median(plain)) * 100:.1f}%, median "
-          f"of the rounds' own drops {paired * 100:.1f}%")
+          f"{share:.0%} during the flood): drop {(1 - with_ / without) * 100:.1f}%, median "
+          f"of the rounds' own drops {paired * 100:.1f}%; data plane CPU per request "
+          f"{statistics.median(p[1] for p in plain):.0f} µs without, "
+          f"{statistics.median(b[1] for b in loaded):.0f} µs with the busy loop")
 
 
 async def stored_count(dsn: str, boot_id: str, first: int, last: int) -> int:
