@@ -55,10 +55,16 @@ def _ref(entity: dict[str, Any], key: str) -> str | None:
     return ref.get("id") if ref else None
 
 
+# One handler of a phase, ready for requests over one scheme: (entry, bound handler, plugin
+# name, config), the config None when a consumer-scoped one may apply (looked up per request).
+Step = tuple[Entry, Callable[..., Any], str, dict[str, Any] | None]
+
+
 class RouteEntries(list[Entry]):
     """The plugins of one (route, service), highest priority first, with `by_phase`: phase →
     (entry, its bound handler) for the entries that implement it, in the same order (bound
-    once here rather than with a getattr per request)."""
+    once here rather than with a getattr per request), and `steps`: what a phase runs for
+    requests over one scheme, worked out on first use (`steps_for`)."""
 
     def __init__(self, entries: list[Entry]) -> None:
         super().__init__(entries)
@@ -68,6 +74,22 @@ class RouteEntries(list[Entry]):
                 if phase in entry.phases:
                     self.by_phase.setdefault(phase, []).append(
                         (entry, getattr(entry.plugin, phase)))
+        self.steps: dict[tuple[str, str], list[Step]] = {}  # (phase, scheme) → steps
+
+    def steps_for(self, phase: str, scheme: str) -> list[Step]:
+        """The steps of `phase` over `scheme` (and cache them in `steps`): a plugin whose one
+        config does not take `scheme` is left out, the others carry their config unless
+        consumer-scoped configs exist for them."""
+        steps: list[Step] = []
+        for entry, handler in self.by_phase.get(phase, ()):
+            config = None
+            if not entry.by_consumer:
+                if entry.default is None or scheme not in entry.default.protocols:
+                    continue
+                config = entry.default.config
+            steps.append((entry, handler, entry.plugin.name, config))
+        self.steps[(phase, scheme)] = steps
+        return steps
 
 
 NONE = RouteEntries([])  # the plugins of a route when the snapshot has none at all

@@ -19,7 +19,7 @@ from dp.balancer.hashing import hash_key
 from dp.balancer.targets import TCP_FAILURE, TIMEOUT
 from dp.metrics import count_request, observe_upstream
 from dp.plugins.pdk import Exchange, Kong, PluginExit
-from dp.plugins.runtime import NONE
+from dp.plugins.runtime import NONE, Step
 from dp.proxy import heads, upgrade
 from dp.proxy.http import (
     BAD_UPSTREAM,
@@ -101,40 +101,45 @@ def _protocol_error(conn: ClientConnection, req: Request, code: int) -> bool:
 
 
 def run_phase(entries: Any, phase: str, ex: Exchange, scheme: str) -> Awaitable[None] | None:
-    """Run one phase's handlers by priority; each picks its config with the consumer
-    identified so far (so consumer-scoped configs apply after key-auth ran) and gets its
-    own `kong` (cheap: its parts are made on first use).
+    """Run one phase's handlers by priority; each gets its config (looked up with the
+    consumer identified so far when consumer-scoped ones exist, so they apply after key-auth
+    ran) and its own `kong` (cheap: its parts are made on first use).
 
     Synchronous until a handler returns an awaitable (it has to wait): then what is left of
     the phase comes back as one awaitable for the caller to await, else None. A phase of
     handlers that do not wait (the usual access phase) costs no coroutine."""
-    handlers = iter(entries.by_phase.get(phase, ()))
-    for entry, handler in handlers:
-        conf = _config(entry, ex, scheme)
-        if conf is not None:
-            waiting = handler(Kong(ex, entry.plugin.name), conf)
-            if waiting is not None:
-                return _rest_of_phase(waiting, handlers, ex, scheme)
+    steps = entries.steps.get((phase, scheme))
+    if steps is None:
+        steps = entries.steps_for(phase, scheme)
+    rest = iter(steps)
+    for entry, handler, name, conf in rest:
+        if conf is None:  # a consumer-scoped config may apply
+            conf = _config(entry, ex, scheme)
+            if conf is None:
+                continue
+        waiting = handler(Kong(ex, name), conf)
+        if waiting is not None:
+            return _rest_of_phase(waiting, rest, ex, scheme)
     return None
 
 
-async def _rest_of_phase(waiting: Awaitable[None], handlers: Iterator[tuple[Any, Any]],
-                         ex: Exchange, scheme: str) -> None:
+async def _rest_of_phase(waiting: Awaitable[None], rest: Iterator[Step], ex: Exchange,
+                         scheme: str) -> None:
     await waiting
-    for entry, handler in handlers:
-        conf = _config(entry, ex, scheme)
-        if conf is not None:
-            waiting_too = handler(Kong(ex, entry.plugin.name), conf)
-            if waiting_too is not None:
-                await waiting_too
+    for entry, handler, name, conf in rest:
+        if conf is None:
+            conf = _config(entry, ex, scheme)
+            if conf is None:
+                continue
+        waiting_too = handler(Kong(ex, name), conf)
+        if waiting_too is not None:
+            await waiting_too
 
 
 def _config(entry: Any, ex: Exchange, scheme: str) -> dict[str, Any] | None:
-    """The entry's config for this request, None when it does not apply."""
-    if entry.by_consumer:
-        conf = entry.config_for(ex.consumer["id"] if ex.consumer else None)
-    else:
-        conf = entry.default
+    """The config of an entry with consumer-scoped ones, for the consumer identified so far;
+    None when none applies to this request."""
+    conf = entry.config_for(ex.consumer["id"] if ex.consumer else None)
     if conf is None or scheme not in conf.protocols:
         return None
     return conf.config
