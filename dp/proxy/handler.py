@@ -112,6 +112,12 @@ def run_phase(entries: Any, phase: str, ex: Exchange, scheme: str) -> Awaitable[
     if steps is None:
         steps = entries.steps_for(phase, scheme)
     rest = iter(steps)
+    waiting = _until_one_waits(rest, ex, scheme)
+    return None if waiting is None else _rest_of_phase(waiting, rest, ex, scheme)
+
+
+def _until_one_waits(rest: Iterator[Step], ex: Exchange, scheme: str) -> Awaitable[None] | None:
+    """Run the steps in `rest` until a handler returns an awaitable; that, else None."""
     for entry, handler, name, conf in rest:
         if conf is None:  # a consumer-scoped config may apply
             conf = _config(entry, ex, scheme)
@@ -119,21 +125,15 @@ def run_phase(entries: Any, phase: str, ex: Exchange, scheme: str) -> Awaitable[
                 continue
         waiting = handler(Kong(ex, name), conf)
         if waiting is not None:
-            return _rest_of_phase(waiting, rest, ex, scheme)
+            return waiting
     return None
 
 
-async def _rest_of_phase(waiting: Awaitable[None], rest: Iterator[Step], ex: Exchange,
+async def _rest_of_phase(waiting: Awaitable[None] | None, rest: Iterator[Step], ex: Exchange,
                          scheme: str) -> None:
-    await waiting
-    for entry, handler, name, conf in rest:
-        if conf is None:
-            conf = _config(entry, ex, scheme)
-            if conf is None:
-                continue
-        waiting_too = handler(Kong(ex, name), conf)
-        if waiting_too is not None:
-            await waiting_too
+    while waiting is not None:
+        await waiting
+        waiting = _until_one_waits(rest, ex, scheme)
 
 
 def _config(entry: Any, ex: Exchange, scheme: str) -> dict[str, Any] | None:
