@@ -2,7 +2,7 @@
 
 In the spirit of Kong's PDK, in Python: `kong.request` reads the client request,
 `kong.service.request` changes what goes upstream, `kong.response` sets headers on the client
-response (`set_header`, `set_headers`, `add_header`, `clear_header`; `set_header_lines` for
+response (`set_header`, `set_headers`, `add_header`, `clear_header`; `take_header_lines` for
 lines rendered ahead with `header_key`/`header_line`) or ends the request (`exit`, `error`),
 `kong.client` tells who is calling (and lets auth plugins name the consumer),
 `kong.ctx.shared` / `kong.ctx.plugin` carry data between phases, `kong.log` logs with the
@@ -74,8 +74,9 @@ class Exchange:
 
 
 def take_header_lines(ex: Exchange, lines: dict[bytes, str]) -> None:
-    """`kong.response.set_header_lines` for a dict made for this request, which the exchange
-    may keep as its own (no copy when no other plugin set a client header before)."""
+    """Client response headers rendered ahead (`header_key(name)` → `header_line(name,
+    value)`), for a plugin that sets the same names on every request: one dict update. `lines`
+    must be made for this request: the exchange may keep it as its own (no copy)."""
     changes = ex.resp_set
     if changes is None:
         ex.resp_set = lines
@@ -220,12 +221,6 @@ class _Response:
             if key is None:
                 key = header_key(name)
             changes[key] = f"{name}: {value}\r\n"  # header_line, inlined
-
-    def set_header_lines(self, lines: dict[bytes, str]) -> None:
-        """`set_header` for headers rendered ahead: `header_key(name)` → `header_line(name,
-        value)`. One dict update, for plugins that set the same names on every request and
-        can render most of their lines once."""
-        take_header_lines(self._ex, dict(lines))
 
     def add_header(self, name: str, value: Any) -> None:
         changes = self._changes()

@@ -61,12 +61,11 @@ class OneWindowHeaders:
     once per second, only the two remaining lines per request. (An allowed request's reset
     depends on the clock alone, and for a window of whole seconds only on the second.)"""
 
-    __slots__ = ("_lines", "_reset_key", "_second", "limit", "remaining_keys", "remaining_names",
-                 "whole", "window", "window_type")
+    __slots__ = ("_lines", "_reset_key", "_second", "remaining_keys", "remaining_names", "whole",
+                 "window", "window_type")
 
     def __init__(self, window: Window, window_type: str) -> None:
         self.window, self.window_type = window, window_type
-        self.limit = window.limit
         keys = [header_key(name) for name in (window.limit_header, window.remaining_header,
                                               "RateLimit-Limit", "RateLimit-Remaining",
                                               "RateLimit-Reset")]
@@ -84,7 +83,7 @@ class OneWindowHeaders:
     def allowed(self, value: float, now: float) -> dict[bytes, str]:
         """The lines for a request whose rate `value` is within the limit, in
         `client_headers`' order: a new dict each time, for the request to keep."""
-        left = self.limit - value  # _left, inlined
+        left = self.window.limit - value  # _left, inlined
         text = f"{int(left)}\r\n" if left > 0 else "0\r\n"
         second = int(now)
         if second != self._second or not self.whole:
