@@ -2,8 +2,9 @@
 
 In the spirit of Kong's PDK, in Python: `kong.request` reads the client request,
 `kong.service.request` changes what goes upstream, `kong.response` sets headers on the client
-response (`set_header`, `set_headers`, `add_header`, `clear_header`; `take_header_lines` for
-lines rendered ahead with `header_key`/`header_line`) or ends the request (`exit`, `error`),
+response (`set_header`, `set_headers`, `add_header`, `clear_header`; for lines rendered ahead
+with `header_key`/`header_line`, `take_header_lines(kong.exchange, lines)`) or ends the request
+(`exit`, `error`),
 `kong.client` tells who is calling (and lets auth plugins name the consumer),
 `kong.ctx.shared` / `kong.ctx.plugin` carry data between phases, `kong.log` logs with the
 plugin's name, `kong.http` is the pooled async HTTP client for plugins
