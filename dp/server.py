@@ -151,6 +151,7 @@ class DataPlaneNode:
     async def _start_proxy(self) -> None:
         """Open the proxy listeners (a listener set to "off" is skipped)."""
         s = self.settings
+        _check_apart(s.proxy_listen, s.proxy_ssl_listen)
         if self.pool is not None:
             for listen in (s.proxy_listen, s.proxy_ssl_listen):
                 if listen and listen != "off" and split_listen(listen)[1] == 0:
@@ -202,6 +203,19 @@ class DataPlaneNode:
     async def _stop_workers(self) -> None:
         assert self.pool is not None
         await self.pool.stop(DRAIN_SECONDS)
+
+
+def _check_apart(http: str, https: str) -> None:
+    """The http and https listeners may not share a port: with `--workers` (SO_REUSEPORT)
+    both would bind, and the kernel would hand each listener a share of the connections, so
+    plain HTTP clients would meet the TLS listener half the time (and the reverse)."""
+    if not http or http == "off" or not https or https == "off":
+        return
+    (host, port), (ssl_host, ssl_port) = split_listen(http), split_listen(https)
+    wildcards = ("0.0.0.0", "::")
+    if port == ssl_port != 0 and (host == ssl_host or host in wildcards
+                                  or ssl_host in wildcards):
+        raise ValueError(f"--proxy-listen {http} and --proxy-ssl-listen {https} share a port")
 
 
 def run(settings: DPSettings) -> int:

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,17 +20,25 @@ from typing import Any
 TIDEGATE = [sys.executable, "-m", "shared.cli"]
 
 
+_HANDED_OUT: deque[int] = deque(maxlen=256)  # the ports handed out last
+
+
 def free_port() -> int:
     """A free port below the kernel's ephemeral range: a port the kernel hands out for port 0
-    can be taken again by any outgoing connection before the child process binds it."""
+    can be taken again by any outgoing connection before the child process binds it. Not one
+    of the last ports it handed out: calls in a row (a data plane's http and https listeners)
+    must not get the same port, free again because nobody has bound it yet."""
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     while True:
         port = random.randrange(20000, min(low, 32768))
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _HANDED_OUT.append(port)
             return port
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ import yaml
 from aiohttp import web
 
 from tests.dp_fixtures import threaded_upstream
-from tests.procs import DataPlane, free_port, http, wait_for
+from tests.procs import TIDEGATE, DataPlane, free_port, http, wait_for
 
 
 async def echo(request: web.Request) -> web.Response:
@@ -96,6 +97,21 @@ def test_connections_are_spread_over_workers(tmp_path: Path, upstream: int,
     status = dp.status()["proxy"]
     assert status["requests"] == sum(w["requests"] for w in rows) >= 2
     assert status["listeners"]["http"] == dp.proxy_port
+
+
+def test_http_and_https_listeners_on_one_port_are_refused(tmp_path: Path, upstream: int) -> None:
+    # With SO_REUSEPORT both would bind, and the kernel would send plain HTTP clients to the
+    # TLS listener for a share of their connections.
+    port = free_port()
+    done = subprocess.run(
+        [*TIDEGATE, "dp", "start", "--prefix", str(tmp_path / "dp"), "--declarative-config",
+         str(kong_yml(tmp_path / "kong.yml", upstream, {"a": "/a"})), "--workers", "2",
+         "--status-listen", f"127.0.0.1:{free_port()}",
+         "--proxy-listen", f"127.0.0.1:{port}", "--proxy-ssl-listen", f"0.0.0.0:{port}"],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert (f"--proxy-listen 127.0.0.1:{port} and --proxy-ssl-listen 0.0.0.0:{port} share a "
+            "port") in done.stdout + done.stderr
 
 
 def test_config_reload_reaches_every_worker(tmp_path: Path, upstream: int,
