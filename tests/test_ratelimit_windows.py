@@ -6,6 +6,7 @@ test's: no sleeping, and windows are crossed by moving `now`.
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -68,6 +69,35 @@ def test_local_counters_forget_idle_keys() -> None:
     c.add("new", 10, T0 + 100)
     c.sweep(T0 + 100)
     assert len(c) == 1 and c.get("new", 10, T0 + 100) == (1, 0)
+    # Without being asked: when a window moves on, at most once a minute.
+    for i in range(100):
+        c.add(f"flood-{i}", 10, T0 + 101)
+    c.add("new", 10, T0 + 105)
+    assert len(c) == 101  # the same window: nothing swept
+    c.add("new", 10, T0 + 200)
+    assert len(c) == 1
+
+
+@pytest.mark.parametrize("window_type", ["sliding", "fixed"])
+@pytest.mark.parametrize("size", [1, 10, 2.5, 0.1])
+def test_one_window_hits_give_the_rate_of_the_window_arithmetic(size: float,
+                                                                  window_type: str) -> None:
+    """A local one-window policy counts through its window's shortcut (`hit_one`: the
+    window's index kept while `now` stays in it); its rate is the one `windows.rate` gives
+    for counts kept the plain way (index = floor(now / size) on every hit), over times moving
+    forward and back across window edges."""
+    p = policy([1e9], [size], window_type)
+    index, current, previous = None, 0, 0  # the plain way, for one key
+    rng = random.Random(11)
+    now = T0
+    for _ in range(3000):
+        now += rng.choice([0.0, 0.001, 0.3, size / 2, size, 2 * size, -size / 3, -1.7])
+        at = math.floor(now / size)
+        if at != index:
+            previous = current if index == at - 1 else 0
+            current, index = 0, at
+        current += 1
+        assert p.hit_one("k", now) == w.rate(current, previous, now, size, window_type)
 
 
 def policy(limits: list[float], sizes: list[float], window_type: str = "fixed",

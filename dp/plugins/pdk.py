@@ -41,37 +41,55 @@ class PluginExit(Exception):
 class Exchange:
     """Per-request state the proxy and the PDK share (created only when plugins run).
 
-    Made for every request on a route with plugins, so it is cheap, and it holds no reference
-    to the `kong` objects that point at it: without a cycle the whole request is freed by
-    reference counting the moment it is answered, instead of waiting for (and paying for) the
-    cyclic garbage collector. What most requests never touch is made on first use."""
+    Made for every request on a route with plugins, so it is cheap (`new_exchange`), and it
+    holds no reference to the `kong` objects that point at it: without a cycle the whole
+    request is freed by reference counting the moment it is answered, instead of waiting for
+    (and paying for) the cyclic garbage collector. What most requests never touch is made on
+    first use, the PDK's parts that do not depend on the plugin among it (`pdk_parts`)."""
 
     __slots__ = ("client_ip", "client_port", "consumer", "credential", "listen_port",
-                 "plugin_ctx", "req", "resp_headers", "resp_set", "resp_status", "route",
-                 "scheme", "service", "shared", "up_headers", "up_query", "websocket")
+                 "pdk_parts", "plugin_ctx", "req", "resp_headers", "resp_set", "resp_status",
+                 "route", "scheme", "service", "shared", "up_headers", "up_query", "websocket")
 
-    def __init__(self, req: Any, scheme: str, client: tuple[str, int], listen_port: int,
-                 route: dict[str, Any], service: dict[str, Any] | None) -> None:
-        self.req = req
-        self.scheme = scheme
-        self.client_ip, self.client_port = client
-        self.listen_port = listen_port
-        self.route, self.service = route, service
-        self.consumer: dict[str, Any] | None = None
-        self.credential: dict[str, Any] | None = None
-        self.shared: dict[str, Any] | None = None  # kong.ctx.shared, on first use
-        self.plugin_ctx: dict[str, dict[str, Any]] | None = None  # kong.ctx.plugin by plugin
-        # lower → (name, value|None), on first use (most requests change no upstream header)
-        self.up_headers: dict[str, tuple[str, str | None]] | None = None
-        self.up_query: str | None = None
-        self.resp_status = 0
-        self.resp_headers: Sequence[tuple[bytes, bytes]] = ()  # the upstream's, once known
-        # Client response headers set by plugins, on first use: `header_key(name)` (lower-case
-        # bytes, compared as is with the upstream's names) → the header lines as sent
-        # ("Name: value\r\n" each; "" = cleared). Rendered when set, so sending them is one
-        # join, and they allocate nothing the cyclic GC has to track.
-        self.resp_set: dict[bytes, str] | None = None
-        self.websocket: Any = None  # `kong.websocket` on a WebSocket handshake (dp/ws/pdk.py)
+    client_ip: str
+    client_port: int
+    listen_port: int
+    req: Any
+    route: dict[str, Any]
+    scheme: str
+    service: dict[str, Any] | None
+    consumer: dict[str, Any] | None
+    credential: dict[str, Any] | None
+    shared: dict[str, Any] | None  # kong.ctx.shared, on first use
+    plugin_ctx: dict[str, dict[str, Any]] | None  # kong.ctx.plugin by plugin, on first use
+    # lower → (name, value|None), on first use (most requests change no upstream header)
+    up_headers: dict[str, tuple[str, str | None]] | None
+    up_query: str | None
+    resp_status: int
+    resp_headers: Sequence[tuple[bytes, bytes]]  # the upstream's, once known
+    # Client response headers set by plugins, on first use: `header_key(name)` (lower-case
+    # bytes, compared as is with the upstream's names) → the header lines as sent
+    # ("Name: value\r\n" each; "" = cleared). Rendered when set, so sending them is one
+    # join, and they allocate nothing the cyclic GC has to track.
+    resp_set: dict[bytes, str] | None
+    pdk_parts: _Parts | None  # kong.request, .response, .service, .client: on first use
+    websocket: Any  # `kong.websocket` on a WebSocket handshake (dp/ws/pdk.py)
+
+
+def new_exchange(req: Any, scheme: str, client: tuple[str, int], listen_port: int,
+                 route: dict[str, Any], service: dict[str, Any] | None) -> Exchange:
+    """The `Exchange` of one request. (A function rather than `__init__`: on Python 3.11,
+    calling a class whose `__init__` is Python code costs about twice what calling one
+    without does, and this runs on every request of a route with plugins.)"""
+    ex = Exchange()
+    ex.req, ex.scheme, ex.listen_port = req, scheme, listen_port
+    ex.client_ip, ex.client_port = client
+    ex.route, ex.service = route, service
+    ex.consumer = ex.credential = ex.shared = ex.plugin_ctx = None
+    ex.up_headers = ex.up_query = ex.resp_set = ex.pdk_parts = ex.websocket = None
+    ex.resp_status = 0
+    ex.resp_headers = ()
+    return ex
 
 
 def take_header_lines(ex: Exchange, lines: dict[bytes, str]) -> None:
@@ -334,54 +352,58 @@ def _log_for(plugin: str) -> _Log:
     return found
 
 
+class _Parts:
+    """The PDK's parts that are the same for every plugin of a request, made on first use."""
+
+    __slots__ = ("client", "request", "response", "service")
+
+    def __init__(self, ex: Exchange) -> None:
+        self.request = _Request(ex)
+        self.response = _Response(ex)
+        self.service = _Service(ex)
+        self.client = _Client(ex)
+
+
+def _parts(ex: Exchange) -> _Parts:
+    found = ex.pdk_parts
+    if found is None:
+        found = ex.pdk_parts = _Parts(ex)
+    return found
+
+
 class Kong:
-    """The `kong` object handed to one plugin for one phase of one request (a WebSocket
-    connection keeps one per plugin for its frame handlers, dp/proxy/upgrade.py).
+    """The `kong` object handed to one plugin for one phase of one request (`kong_for`; a
+    WebSocket connection keeps one per plugin for its frame handlers, dp/proxy/upgrade.py).
 
-    It is made for every plugin in every phase, so making it is a handful of slot stores:
-    its parts are made when a handler first uses them (most touch two or three). What lives
-    across phases lives in the `Exchange` (`kong.ctx.plugin` is the same table in each).
-    `kong.exchange` is that `Exchange`: bundled plugins that run on every request read and set
-    it directly where the PDK's parts would cost a call and an object each."""
+    It is made for every plugin in every phase, so making it is three slot stores: its parts
+    are made when a handler first uses one, once per request (`kong.ctx`, which names the
+    plugin, once per `kong`). What lives across phases lives in the `Exchange`
+    (`kong.ctx.plugin` is the same table in each). `kong.exchange` is that `Exchange`:
+    bundled plugins that run on every request read and set it directly where the PDK's parts
+    would cost a call and an object each."""
 
-    __slots__ = ("_client", "_ctx", "_plugin", "_request", "_response", "_service", "exchange")
+    __slots__ = ("_ctx", "_plugin", "exchange")
     http = http_client  # the same pooled client for every plugin
 
-    def __init__(self, ex: Exchange, plugin: str) -> None:
-        self.exchange, self._plugin = ex, plugin
-        self._request: _Request | None = None
-        self._response: _Response | None = None
-        self._service: _Service | None = None
-        self._client: _Client | None = None
-        self._ctx: _Ctx | None = None
+    exchange: Exchange
+    _plugin: str
+    _ctx: _Ctx | None
 
     @property
     def request(self) -> _Request:
-        found = self._request
-        if found is None:
-            found = self._request = _Request(self.exchange)
-        return found
+        return _parts(self.exchange).request
 
     @property
     def response(self) -> _Response:
-        found = self._response
-        if found is None:
-            found = self._response = _Response(self.exchange)
-        return found
+        return _parts(self.exchange).response
 
     @property
     def service(self) -> _Service:
-        found = self._service
-        if found is None:
-            found = self._service = _Service(self.exchange)
-        return found
+        return _parts(self.exchange).service
 
     @property
     def client(self) -> _Client:
-        found = self._client
-        if found is None:
-            found = self._client = _Client(self.exchange)
-        return found
+        return _parts(self.exchange).client
 
     @property
     def ctx(self) -> _Ctx:
@@ -398,3 +420,11 @@ class Kong:
     def websocket(self) -> Any:
         """`kong.websocket` (dp/ws/pdk.py) on a WebSocket connection, else None."""
         return self.exchange.websocket
+
+
+def kong_for(ex: Exchange, plugin: str) -> Kong:
+    """`plugin`'s `kong` on the request of `ex` (a function for the reason `new_exchange`
+    is one)."""
+    kong = Kong()
+    kong.exchange, kong._plugin, kong._ctx = ex, plugin, None
+    return kong

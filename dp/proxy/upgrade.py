@@ -23,7 +23,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from dp.metrics import count_request
-from dp.plugins.pdk import Exchange, Kong, PluginExit
+from dp.plugins.pdk import Exchange, Kong, PluginExit, kong_for, new_exchange
 from dp.proxy import heads
 from dp.proxy.http import BAD_UPSTREAM, NO_PEER, TIMED_OUT, reason
 from dp.proxy.upstream import UpstreamClosed, UpstreamConnection, UpstreamTimeout
@@ -62,7 +62,7 @@ async def handle_upgrade(conn: ClientConnection, req: Request, m: Match, entries
     ex: Exchange | None = None
     kongs: dict[str, Kong] = {}
     if entries:
-        ex = Exchange(req, conn.scheme, conn.client, conn.listen_port, m.route, service)
+        ex = new_exchange(req, conn.scheme, conn.client, conn.listen_port, m.route, service)
         ex.websocket = pipeline.kong.websocket if pipeline is not None else None
         try:
             kongs = await _handshake_phase(entries, ex, conn.scheme)
@@ -108,7 +108,7 @@ async def _handshake_phase(entries: Any, ex: Exchange, scheme: str) -> dict[str,
         if conf is None or not runs_on(conf.protocols, scheme):
             continue
         name = entry.plugin.name
-        kong = kongs[name] = Kong(ex, name)
+        kong = kongs[name] = kong_for(ex, name)
         if "ws_handshake" in entry.phases:
             waiting = entry.plugin.ws_handshake(kong, conf.config)
         elif "access" in entry.phases:
@@ -132,7 +132,7 @@ def _frame_handlers(entries: Any, ex: Exchange, kongs: dict[str, Kong], scheme: 
         plugin = entry.plugin
         if conf is None or not runs_on(conf.protocols, scheme):
             continue
-        kong = kongs.get(plugin.name) or Kong(ex, plugin.name)
+        kong = kongs.get(plugin.name) or kong_for(ex, plugin.name)
         if "ws_client_frame" in entry.phases:
             client.append(Handler(plugin.ws_client_frame, conf.config, plugin.priority,
                                   plugin.name, kong))

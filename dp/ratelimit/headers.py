@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+from math import floor
 
 from dp.plugins.pdk import header_key, header_line
 from dp.ratelimit.limiter import Verdict, Window, WindowState
@@ -59,18 +60,22 @@ class OneWindowHeaders:
     """`client_headers` of an allowed request under a one-window config (the usual one),
     rendered for the PDK's `take_header_lines`: the limit lines once per config, the reset line
     once per second, only the two remaining lines per request. (An allowed request's reset
-    depends on the clock alone, and for a window of whole seconds only on the second.)"""
+    depends on the clock alone, and for a window of whole seconds only on the second.)
 
-    __slots__ = ("_lines", "_reset_key", "_second", "remaining_keys", "remaining_names", "whole",
-                 "window", "window_type")
+    `allowed` runs on every such request, so it makes no call to a class (`int()`, `str()`:
+    each costs a few times a plain function call on Python 3.11) and reads no nested
+    attribute."""
+
+    __slots__ = ("_lines", "_reset_key", "_since", "_until", "limit", "ratelimit_remaining_key",
+                 "remaining_key", "remaining_name", "whole", "window", "window_type")
 
     def __init__(self, window: Window, window_type: str) -> None:
-        self.window, self.window_type = window, window_type
+        self.window, self.window_type, self.limit = window, window_type, window.limit
         keys = [header_key(name) for name in (window.limit_header, window.remaining_header,
                                               "RateLimit-Limit", "RateLimit-Remaining",
                                               "RateLimit-Reset")]
-        self.remaining_keys = keys[1], keys[3]
-        self.remaining_names = f"{window.remaining_header}: ", "RateLimit-Remaining: "
+        self.remaining_key, self.ratelimit_remaining_key = keys[1], keys[3]
+        self.remaining_name = f"{window.remaining_header}: "
         self._reset_key = keys[4]
         # A request's lines in `client_headers`' order, the limits filled in: each request
         # copies it and fills in its remaining lines (the reset line is renewed each second).
@@ -78,24 +83,29 @@ class OneWindowHeaders:
         self._lines[keys[0]] = header_line(window.limit_header, window.limit_text)
         self._lines[keys[2]] = header_line("RateLimit-Limit", window.limit_text)
         self.whole = float(window.size).is_integer()
-        self._second = -1
+        self._since = self._until = -math.inf  # the reset line holds for since <= now < until
 
     def allowed(self, value: float, now: float) -> dict[bytes, str]:
         """The lines for a request whose rate `value` is within the limit, in
         `client_headers`' order: a new dict each time, for the request to keep."""
-        left = self.window.limit - value  # _left, inlined
-        text = f"{int(left)}\r\n" if left > 0 else "0\r\n"
-        second = int(now)
-        if second != self._second or not self.whole:
-            self._second = second
-            w = self.window
-            self._lines[self._reset_key] = header_line("RateLimit-Reset", reset_after(
-                now, w.size, self.window_type, value, w.limit))
+        left = self.limit - value  # _left, inlined
+        text = f"{floor(left)}\r\n" if left > 0 else "0\r\n"
+        if not self._since <= now < self._until:
+            self._renew_reset(value, now)
         lines = self._lines.copy()
-        keys, names = self.remaining_keys, self.remaining_names
-        lines[keys[0]] = names[0] + text
-        lines[keys[1]] = names[1] + text
+        lines[self.remaining_key] = self.remaining_name + text
+        lines[self.ratelimit_remaining_key] = "RateLimit-Remaining: " + text
         return lines
+
+    def _renew_reset(self, value: float, now: float) -> None:
+        w = self.window
+        self._lines[self._reset_key] = header_line("RateLimit-Reset", reset_after(
+            now, w.size, self.window_type, value, w.limit))
+        if self.whole:  # the same reset for the rest of this second
+            self._since = now // 1  # a float: float comparisons are the cheap ones
+            self._until = self._since + 1
+        else:
+            self._since = self._until = now  # renewed on every request
 
 
 def retry_after(reset: int, jitter_max: float, rng: random.Random | None = None) -> int:

@@ -39,7 +39,7 @@ def counters_for(namespace: str, conf: dict[str, Any]) -> Counters:
         _closing.add(task)
         task.add_done_callback(_closing.discard)
     counters = RedisCounters(namespace, conf.get("redis") or {}, float(conf["sync_rate"]),
-                             clock.now)
+                             lambda: clock.now())  # the clock of the moment, see clock.py
     _redis[namespace] = (fingerprint, counters)
     return counters
 
