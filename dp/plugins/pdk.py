@@ -41,55 +41,40 @@ class PluginExit(Exception):
 class Exchange:
     """Per-request state the proxy and the PDK share (created only when plugins run).
 
-    Made for every request on a route with plugins, so it is cheap (`new_exchange`), and it
-    holds no reference to the `kong` objects that point at it: without a cycle the whole
-    request is freed by reference counting the moment it is answered, instead of waiting for
-    (and paying for) the cyclic garbage collector. What most requests never touch is made on
-    first use, the PDK's parts that do not depend on the plugin among it (`pdk_parts`)."""
+    Made for every request on a route with plugins, so it is cheap, and it holds no reference
+    to the `kong` objects that point at it: without a cycle the whole request is freed by
+    reference counting the moment it is answered, instead of waiting for (and paying for) the
+    cyclic garbage collector. What most requests never touch is made on first use, the PDK's
+    parts that do not depend on the plugin among it (`pdk_parts`)."""
 
     __slots__ = ("client_ip", "client_port", "consumer", "credential", "listen_port",
                  "pdk_parts", "plugin_ctx", "req", "resp_headers", "resp_set", "resp_status",
                  "route", "scheme", "service", "shared", "up_headers", "up_query", "websocket")
 
-    client_ip: str
-    client_port: int
-    listen_port: int
-    req: Any
-    route: dict[str, Any]
-    scheme: str
-    service: dict[str, Any] | None
-    consumer: dict[str, Any] | None
-    credential: dict[str, Any] | None
-    shared: dict[str, Any] | None  # kong.ctx.shared, on first use
-    plugin_ctx: dict[str, dict[str, Any]] | None  # kong.ctx.plugin by plugin, on first use
-    # lower → (name, value|None), on first use (most requests change no upstream header)
-    up_headers: dict[str, tuple[str, str | None]] | None
-    up_query: str | None
-    resp_status: int
-    resp_headers: Sequence[tuple[bytes, bytes]]  # the upstream's, once known
-    # Client response headers set by plugins, on first use: `header_key(name)` (lower-case
-    # bytes, compared as is with the upstream's names) → the header lines as sent
-    # ("Name: value\r\n" each; "" = cleared). Rendered when set, so sending them is one
-    # join, and they allocate nothing the cyclic GC has to track.
-    resp_set: dict[bytes, str] | None
-    pdk_parts: _Parts | None  # kong.request, .response, .service, .client: on first use
-    websocket: Any  # `kong.websocket` on a WebSocket handshake (dp/ws/pdk.py)
-
-
-def new_exchange(req: Any, scheme: str, client: tuple[str, int], listen_port: int,
-                 route: dict[str, Any], service: dict[str, Any] | None) -> Exchange:
-    """The `Exchange` of one request. (A function rather than `__init__`: on Python 3.11,
-    calling a class whose `__init__` is Python code costs about twice what calling one
-    without does, and this runs on every request of a route with plugins.)"""
-    ex = Exchange()
-    ex.req, ex.scheme, ex.listen_port = req, scheme, listen_port
-    ex.client_ip, ex.client_port = client
-    ex.route, ex.service = route, service
-    ex.consumer = ex.credential = ex.shared = ex.plugin_ctx = None
-    ex.up_headers = ex.up_query = ex.resp_set = ex.pdk_parts = ex.websocket = None
-    ex.resp_status = 0
-    ex.resp_headers = ()
-    return ex
+    def __init__(self, req: Any, scheme: str, client: tuple[str, int], listen_port: int,
+                 route: dict[str, Any], service: dict[str, Any] | None) -> None:
+        self.req = req
+        self.scheme = scheme
+        self.client_ip, self.client_port = client
+        self.listen_port = listen_port
+        self.route, self.service = route, service
+        self.consumer: dict[str, Any] | None = None
+        self.credential: dict[str, Any] | None = None
+        self.shared: dict[str, Any] | None = None  # kong.ctx.shared, on first use
+        self.plugin_ctx: dict[str, dict[str, Any]] | None = None  # kong.ctx.plugin by plugin
+        # lower → (name, value|None), on first use (most requests change no upstream header)
+        self.up_headers: dict[str, tuple[str, str | None]] | None = None
+        self.up_query: str | None = None
+        self.resp_status = 0
+        self.resp_headers: Sequence[tuple[bytes, bytes]] = ()  # the upstream's, once known
+        # Client response headers set by plugins, on first use: `header_key(name)` (lower-case
+        # bytes, compared as is with the upstream's names) → the header lines as sent
+        # ("Name: value\r\n" each; "" = cleared). Rendered when set, so sending them is one
+        # join, and they allocate nothing the cyclic GC has to track.
+        self.resp_set: dict[bytes, str] | None = None
+        # kong.request, .response, .service, .client: the same for every plugin, on first use
+        self.pdk_parts: _Parts | None = None
+        self.websocket: Any = None  # `kong.websocket` on a WebSocket handshake (dp/ws/pdk.py)
 
 
 def take_header_lines(ex: Exchange, lines: dict[bytes, str]) -> None:
@@ -423,8 +408,9 @@ class Kong:
 
 
 def kong_for(ex: Exchange, plugin: str) -> Kong:
-    """`plugin`'s `kong` on the request of `ex` (a function for the reason `new_exchange`
-    is one)."""
+    """`plugin`'s `kong` on the request of `ex`. (A function rather than `__init__`: on
+    Python 3.11, calling a class whose `__init__` is Python code costs about twice what
+    calling one without does, and this runs for every plugin in every phase.)"""
     kong = Kong()
     kong.exchange, kong._plugin, kong._ctx = ex, plugin, None
     return kong

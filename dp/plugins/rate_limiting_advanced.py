@@ -68,12 +68,13 @@ class _Limits:
     """What one config means for each request, worked out once per config (configs, like
     this plugin instance, live for one snapshot) rather than looked up per request."""
 
-    __slots__ = ("error_code", "error_message", "header_name", "hide", "jitter", "kind",
+    __slots__ = ("by_ip", "error_code", "error_message", "header_name", "hide", "jitter", "kind",
                  "lines", "namespace", "path", "policy", "window_type")
 
     def __init__(self, conf: dict[str, Any]) -> None:
         self.policy = policy_for(conf)
         self.kind: str = conf.get("identifier") or "consumer"
+        self.by_ip = self.kind == "ip"
         self.header_name: str = conf.get("header_name") or ""
         self.path: str | None = conf.get("path")
         self.hide = bool(conf.get("hide_client_headers"))
@@ -109,25 +110,29 @@ class RateLimitingAdvanced(Plugin):
         if limits is None:
             limits = self._limits[id(conf)] = _Limits(conf)
         now = clock.now()
-        if limits.kind == "ip":  # kong.client.get_forwarded_ip(), without the PDK's objects
-            key = "ip:" + kong.exchange.client_ip
+        ex = kong.exchange
+        if limits.by_ip:  # kong.client.get_forwarded_ip(), without the PDK's objects
+            key = "ip:" + ex.client_ip
         else:
             key = _identify(kong, limits.kind, limits.header_name, limits.path)
         policy = limits.policy
-        if not policy.local:
-            verdict = policy.hit_ready(key, now)
-            if verdict is None:  # Redis has to answer first
+        lines = limits.lines
+        if lines is not None:  # one window, headers shown: the usual config
+            value = policy.hit_one(key, now) if policy.local else policy.hit_one_ready(key, now)
+            if value is None:  # Redis has to answer first
                 return self._access_redis(kong, limits, key, now)
-            self._judged(kong, limits, verdict, now)
-            return None
-        if limits.lines is not None:  # one window, headers shown: the usual config
-            value = policy.hit_one(key, now)
-            if value <= policy.windows[0].limit:
-                take_header_lines(kong.exchange, limits.lines.allowed(value, now))
+            if value <= lines.limit:
+                take_header_lines(ex, lines.allowed(value, now))
                 return None
             self._judged(kong, limits, policy.judge_one(key, value, now), now)
             return None
-        self._judged(kong, limits, policy.hit_nowait(key, now), now)
+        if policy.local:
+            self._judged(kong, limits, policy.hit_nowait(key, now), now)
+            return None
+        verdict = policy.hit_ready(key, now)
+        if verdict is None:  # Redis has to answer first
+            return self._access_redis(kong, limits, key, now)
+        self._judged(kong, limits, verdict, now)
         return None
 
     async def _access_redis(self, kong: Any, limits: _Limits, key: str, now: float) -> None:

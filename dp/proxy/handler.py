@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from dp.balancer.hashing import hash_key
 from dp.balancer.targets import TCP_FAILURE, TIMEOUT
 from dp.metrics import count_request, observe_upstream
-from dp.plugins.pdk import Exchange, PluginExit, kong_for, new_exchange
+from dp.plugins.pdk import Exchange, PluginExit, kong_for
 from dp.plugins.runtime import NONE, Step
 from dp.proxy import heads, upgrade
 from dp.proxy.http import (
@@ -68,7 +68,7 @@ async def handle(conn: ClientConnection, req: Request) -> bool:
         return await upgrade.handle_upgrade(conn, req, m, entries)
     ex = None
     if entries:
-        ex = new_exchange(req, conn.scheme, conn.client, conn.listen_port, m.route, service)
+        ex = Exchange(req, conn.scheme, conn.client, conn.listen_port, m.route, service)
         try:
             waiting = run_phase(entries, "access", ex, conn.scheme)
             if waiting is not None:

@@ -23,7 +23,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from dp.metrics import count_request
-from dp.plugins.pdk import Exchange, Kong, PluginExit, kong_for, new_exchange
+from dp.plugins.pdk import Exchange, Kong, PluginExit, kong_for
 from dp.proxy import heads
 from dp.proxy.http import BAD_UPSTREAM, NO_PEER, TIMED_OUT, reason
 from dp.proxy.upstream import UpstreamClosed, UpstreamConnection, UpstreamTimeout
@@ -62,7 +62,7 @@ async def handle_upgrade(conn: ClientConnection, req: Request, m: Match, entries
     ex: Exchange | None = None
     kongs: dict[str, Kong] = {}
     if entries:
-        ex = new_exchange(req, conn.scheme, conn.client, conn.listen_port, m.route, service)
+        ex = Exchange(req, conn.scheme, conn.client, conn.listen_port, m.route, service)
         ex.websocket = pipeline.kong.websocket if pipeline is not None else None
         try:
             kongs = await _handshake_phase(entries, ex, conn.scheme)

@@ -108,6 +108,13 @@ class Policy:
         counts = redis.add_ready(key, self.sizes, now)
         return None if counts is None else self._settle(key, counts, now)
 
+    def hit_one_ready(self, key: str, now: float) -> float | None:
+        """`hit_one` on Redis counters when nothing has to wait (RedisCounters.add_one_ready),
+        else None, with nothing counted: then await `hit`."""
+        redis: RedisCounters = self.counters  # type: ignore[assignment]
+        count = redis.add_one_ready(key, self.sizes[0], now)
+        return None if count is None else self._rate_one(count, now)
+
     def hit_nowait(self, key: str, now: float) -> Verdict:
         """`hit` for callers that cannot wait (frame handlers): Redis is updated later.
         With local counters it is `hit` without the coroutine."""

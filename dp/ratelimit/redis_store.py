@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from math import floor
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -153,17 +154,38 @@ class RedisCounters:
         pushed later (`sync_rate` > 0) and every window's shared total is known. Otherwise
         None, and nothing is counted: then `add` must be awaited. Most requests of a
         `sync_rate` > 0 route are ready, and then cost no coroutine."""
-        if self.up and self.sync_rate == 0:
-            return None
-        slots = self._slots(key, sizes, now)
         if self.up:
+            if self.sync_rate == 0:
+                return None
             shared = self.shared
-            for slot in slots:
-                if slot not in shared:
+            for size in sizes:
+                if (key, size, floor(now / size)) not in shared:
                     return None
-        local = self.local.add_many(key, sizes, now, n)
-        self._queue(slots, n)
-        return self._views(slots, local) if self.up else local
+        return [self._count_ready(key, size, floor(now / size), now, n) for size in sizes]
+
+    def add_one_ready(self, key: str, size: float, now: float,
+                      n: float = 1) -> tuple[float, float] | None:
+        """`add_ready` on one window size (the usual config): its totals, or None."""
+        index = floor(now / size)
+        if self.up and (self.sync_rate == 0 or (key, size, index) not in self.shared):
+            return None
+        return self._count_ready(key, size, index, now, n)
+
+    def _count_ready(self, key: str, size: float, index: int, now: float,
+                     n: float) -> tuple[float, float]:
+        """Count `n` hits on one window whose shared total is known (or with Redis down),
+        here and in the queue for Redis; the totals to judge by (`_views`)."""
+        mine = self.local.window(size).add(key, now, n)
+        slot = (key, size, index)
+        pending = self.pending
+        queued = pending[slot] = pending.get(slot, 0) + n
+        if not self.up:
+            return mine.current, mine.previous
+        current, previous = self.shared.get(slot, _NOTHING)
+        current += queued
+        previous += pending.get((key, size, index - 1), 0)
+        return (current if current > mine.current else mine.current,
+                previous if previous > mine.previous else mine.previous)
 
     def add_nowait(self, key: str, sizes: list[float], now: float,
                    n: float = 1) -> list[tuple[float, float]]:
