@@ -1,12 +1,18 @@
-"""Plugins on real traffic: key-auth, the external-service response decorator, precedence."""
+"""Plugins on real traffic: key-auth, the external-service response decorator, precedence;
+and the order of a phase whose handlers wait."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import ClientSession, web
 
+from dp.plugins.base import Plugin
+from dp.plugins.pdk import Exchange
+from dp.plugins.runtime import PluginIndex
+from dp.proxy.handler import run_phase
 from tests.dp_fixtures import Proxy, Upstream
 from tests.procs import free_port
 
@@ -180,3 +186,31 @@ async def test_key_auth_credentials_follow_the_snapshot(up: Upstream, proxy: Pro
     proxy.load(doc([{"key": "bob-2"}]))
     assert (await call(proxy, "/k", {"apikey": "bob-1"}))[0] == 401
     assert (await call(proxy, "/k", {"apikey": "bob-2"}))[0] == 200
+
+
+async def test_a_phase_goes_on_in_order_after_a_handler_that_waits() -> None:
+    """Handlers run synchronously until one returns an awaitable; the rest of the phase runs
+    after it, in priority order, each seeing what the ones before it set."""
+    order: list[str] = []
+
+    def plugin(name: str, priority: int, waits: bool) -> type[Plugin]:
+        async def later(kong: object) -> None:
+            await asyncio.sleep(0)
+            order.append(f"{name} resumed")
+
+        def access(self: Plugin, kong: object, conf: dict) -> object:
+            seen = list(kong.ctx.shared)  # type: ignore[attr-defined]
+            kong.ctx.shared[name] = True  # type: ignore[attr-defined]
+            order.append(f"{name} saw {seen}")
+            return later(kong) if waits else None
+
+        return type(name, (Plugin,), {"name": name, "priority": priority, "access": access})
+
+    classes = {"a": plugin("a", 30, True), "b": plugin("b", 20, False),
+               "c": plugin("c", 10, True)}
+    index = PluginIndex([{"id": n, "name": n, "config": {}} for n in classes], classes)
+    ex = Exchange(None, "http", ("127.0.0.1", 1), 80, {"id": "r"}, None)
+    waiting = run_phase(index.for_route("r", None), "access", ex, "http")
+    assert order == ["a saw []"] and waiting is not None
+    await waiting
+    assert order == ["a saw []", "a resumed", "b saw ['a']", "c saw ['a', 'b']", "c resumed"]

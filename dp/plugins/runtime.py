@@ -74,10 +74,11 @@ class RouteEntries(list[Entry]):
                 if phase in entry.phases:
                     self.by_phase.setdefault(phase, []).append(
                         (entry, getattr(entry.plugin, phase)))
-        self.steps: dict[tuple[str, str], list[Step]] = {}  # (phase, scheme) → steps
+        # scheme → phase → steps (two lookups by strings, cheaper than one by a new tuple)
+        self.steps: dict[str, dict[str, list[Step]]] = {}
 
     def steps_for(self, phase: str, scheme: str) -> list[Step]:
-        """The steps of `phase` over `scheme` (and cache them in `steps`): a plugin whose one
+        """The steps of `phase` over `scheme` (and keep them in `steps`): a plugin whose one
         config does not take `scheme` is left out, the others carry their config unless
         consumer-scoped configs exist for them."""
         steps: list[Step] = []
@@ -88,7 +89,7 @@ class RouteEntries(list[Entry]):
                     continue
                 config = entry.default.config
             steps.append((entry, handler, entry.plugin.name, config))
-        self.steps[(phase, scheme)] = steps
+        self.steps.setdefault(scheme, {})[phase] = steps
         return steps
 
 

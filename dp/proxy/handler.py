@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -108,32 +108,33 @@ def run_phase(entries: Any, phase: str, ex: Exchange, scheme: str) -> Awaitable[
     Synchronous until a handler returns an awaitable (it has to wait): then what is left of
     the phase comes back as one awaitable for the caller to await, else None. A phase of
     handlers that do not wait (the usual access phase) costs no coroutine."""
-    steps = entries.steps.get((phase, scheme))
-    if steps is None:
+    try:
+        steps = entries.steps[scheme][phase]
+    except KeyError:  # the first request of this phase and scheme on this route
         steps = entries.steps_for(phase, scheme)
-    rest = iter(steps)
-    waiting = _until_one_waits(rest, ex, scheme)
-    return None if waiting is None else _rest_of_phase(waiting, rest, ex, scheme)
+    return _run_steps(steps, ex, scheme)
 
 
-def _until_one_waits(rest: Iterator[Step], ex: Exchange, scheme: str) -> Awaitable[None] | None:
-    """Run the steps in `rest` until a handler returns an awaitable; that, else None."""
-    for entry, handler, name, conf in rest:
+def _run_steps(steps: list[Step], ex: Exchange, scheme: str) -> Awaitable[None] | None:
+    """Run `steps` until a handler returns an awaitable; then the rest, as an awaitable."""
+    for step in steps:
+        entry, handler, name, conf = step
         if conf is None:  # a consumer-scoped config may apply
             conf = _config(entry, ex, scheme)
             if conf is None:
                 continue
         waiting = handler(kong_for(ex, name), conf)
-        if waiting is not None:
-            return waiting
+        if waiting is not None:  # (the index only now: it is rarely needed)
+            return _rest_of_phase(waiting, steps[steps.index(step) + 1:], ex, scheme)
     return None
 
 
-async def _rest_of_phase(waiting: Awaitable[None] | None, rest: Iterator[Step], ex: Exchange,
+async def _rest_of_phase(waiting: Awaitable[None], rest: list[Step], ex: Exchange,
                          scheme: str) -> None:
-    while waiting is not None:
-        await waiting
-        waiting = _until_one_waits(rest, ex, scheme)
+    await waiting
+    more = _run_steps(rest, ex, scheme)
+    if more is not None:
+        await more
 
 
 def _config(entry: Any, ex: Exchange, scheme: str) -> dict[str, Any] | None:
