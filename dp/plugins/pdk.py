@@ -68,16 +68,16 @@ class Exchange:
         self.resp_status = 0
         self.resp_headers: Sequence[tuple[bytes, bytes]] = ()  # the upstream's, once known
         # Client response headers set by plugins, on first use: `header_key(name)` (lower-case
-        # bytes, compared as is with the upstream's names) → the header lines as sent
-        # ("Name: value\r\n" each; "" = cleared). Rendered when set, so sending them is one
-        # join, and they allocate nothing the cyclic GC has to track.
-        self.resp_set: dict[bytes, str] | None = None
+        # bytes, compared as is with the upstream's names) → the header lines as sent (latin-1
+        # bytes, b"Name: value\r\n" each; b"" = cleared). Rendered when set, so sending them
+        # is a list extend, and they allocate nothing the cyclic GC has to track.
+        self.resp_set: dict[bytes, bytes] | None = None
         # kong.request, .response, .service, .client: the same for every plugin, on first use
         self.pdk_parts: _Parts | None = None
         self.websocket: Any = None  # `kong.websocket` on a WebSocket handshake (dp/ws/pdk.py)
 
 
-def take_header_lines(ex: Exchange, lines: dict[bytes, str]) -> None:
+def take_header_lines(ex: Exchange, lines: dict[bytes, bytes]) -> None:
     """Client response headers rendered ahead (`header_key(name)` → `header_line(name,
     value)`), for a plugin that sets the same names on every request: one dict update. `lines`
     must be made for this request: the exchange may keep it as its own (no copy)."""
@@ -190,9 +190,10 @@ def header_key(name: str) -> bytes:
     return found
 
 
-def header_line(name: str, value: Any) -> str:
-    """A client response header as `Exchange.resp_set` holds it: the line as sent."""
-    return f"{name}: {value}\r\n"
+def header_line(name: str, value: Any) -> bytes:
+    """A client response header as `Exchange.resp_set` holds it: the line as sent. A name or
+    value that latin-1 cannot encode fails here, in the plugin that set it."""
+    return f"{name}: {value}\r\n".encode("latin-1")
 
 
 class _Response:
@@ -204,7 +205,7 @@ class _Response:
     def get_status(self) -> int:
         return self._ex.resp_status
 
-    def _changes(self) -> dict[bytes, str]:
+    def _changes(self) -> dict[bytes, bytes]:
         found = self._ex.resp_set
         if found is None:
             found = self._ex.resp_set = {}
@@ -224,15 +225,15 @@ class _Response:
             key = keys.get(name)
             if key is None:
                 key = header_key(name)
-            changes[key] = f"{name}: {value}\r\n"  # header_line, inlined
+            changes[key] = f"{name}: {value}\r\n".encode("latin-1")  # header_line, inlined
 
     def add_header(self, name: str, value: Any) -> None:
         changes = self._changes()
         key = header_key(name)
-        changes[key] = changes.get(key, "") + f"{name}: {value}\r\n"
+        changes[key] = changes.get(key, b"") + header_line(name, value)
 
     def clear_header(self, name: str) -> None:
-        self._changes()[header_key(name)] = ""
+        self._changes()[header_key(name)] = b""
 
     def exit(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
         raise PluginExit(status, body, headers)

@@ -301,16 +301,16 @@ async def _exchange(conn: ClientConnection, req: Request, m: Match, service: dic
     return await _stream_back(conn, req, upc, status, changes, server)
 
 
-def _add_set_cookie(changes: dict[bytes, str] | None,
+def _add_set_cookie(changes: dict[bytes, bytes] | None,
                     upstream_headers: list[tuple[bytes, bytes]], cookie: str
-                    ) -> dict[bytes, str]:
+                    ) -> dict[bytes, bytes]:
     """Add our Set-Cookie after the ones the upstream (or a plugin) already set."""
     out = dict(changes or {})
     lines = out.get(b"set-cookie")
     if lines is None:
-        lines = "".join(f"Set-Cookie: {v.decode('latin-1')}\r\n" for n, v in upstream_headers
-                        if n.lower() == b"set-cookie")
-    out[b"set-cookie"] = f"{lines}Set-Cookie: {cookie}\r\n"
+        lines = b"".join(b"Set-Cookie: %b\r\n" % v for n, v in upstream_headers
+                         if n.lower() == b"set-cookie")
+    out[b"set-cookie"] = lines + f"Set-Cookie: {cookie}\r\n".encode("latin-1")
     return out
 
 

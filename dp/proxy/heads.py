@@ -63,7 +63,7 @@ def request_head(req: Any, path: str, host: str, client_ip: str, scheme: str,
 
 
 def response_head(status: int, reason_phrase: bytes, headers: list[tuple[bytes, bytes]],
-                  changes: dict[bytes, str] | None, *, chunked: bool, close: bool,
+                  changes: dict[bytes, bytes] | None, *, chunked: bool, close: bool,
                   version: str = "1.1") -> bytes:
     """The status line and headers for the client. `changes` are plugins' headers (the PDK's
     `Exchange.resp_set`): lower-case name → the lines to send instead of the upstream's."""
@@ -73,7 +73,7 @@ def response_head(status: int, reason_phrase: bytes, headers: list[tuple[bytes, 
             lname = name.lower()
             if lname not in HOP_BY_HOP and lname not in changes:
                 out.append(b"%b: %b\r\n" % (name, value))
-        out.append("".join(changes.values()).encode("latin-1"))
+        out += changes.values()
     else:
         for name, value in headers:
             if name.lower() not in HOP_BY_HOP:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import random
-from math import floor
 
 from dp.plugins.pdk import header_key, header_line
 from dp.ratelimit.limiter import Verdict, Window, WindowState
@@ -75,26 +74,26 @@ class OneWindowHeaders:
                                               "RateLimit-Limit", "RateLimit-Remaining",
                                               "RateLimit-Reset")]
         self.remaining_key, self.ratelimit_remaining_key = keys[1], keys[3]
-        self.remaining_name = f"{window.remaining_header}: "
+        self.remaining_name = f"{window.remaining_header}: ".encode("latin-1")
         self._reset_key = keys[4]
         # A request's lines in `client_headers`' order, the limits filled in: each request
         # copies it and fills in its remaining lines (the reset line is renewed each second).
-        self._lines = dict.fromkeys(keys, "")
+        self._lines = dict.fromkeys(keys, b"")
         self._lines[keys[0]] = header_line(window.limit_header, window.limit_text)
         self._lines[keys[2]] = header_line("RateLimit-Limit", window.limit_text)
         self.whole = float(window.size).is_integer()
         self._since = self._until = -math.inf  # the reset line holds for since <= now < until
 
-    def allowed(self, value: float, now: float) -> dict[bytes, str]:
+    def allowed(self, value: float, now: float) -> dict[bytes, bytes]:
         """The lines for a request whose rate `value` is within the limit, in
         `client_headers`' order: a new dict each time, for the request to keep."""
         left = self.limit - value  # _left, inlined
-        text = f"{floor(left)}\r\n" if left > 0 else "0\r\n"
+        text = b"%d\r\n" % left if left > 0 else b"0\r\n"  # %d: floor, for what is positive
         if not self._since <= now < self._until:
             self._renew_reset(value, now)
         lines = self._lines.copy()
         lines[self.remaining_key] = self.remaining_name + text
-        lines[self.ratelimit_remaining_key] = "RateLimit-Remaining: " + text
+        lines[self.ratelimit_remaining_key] = b"RateLimit-Remaining: " + text
         return lines
 
     def _renew_reset(self, value: float, now: float) -> None:
