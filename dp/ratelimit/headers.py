@@ -88,7 +88,7 @@ class OneWindowHeaders:
         """The lines for a request whose rate `value` is within the limit, in
         `client_headers`' order: a new dict each time, for the request to keep."""
         left = self.limit - value  # _left, inlined
-        text = b"%d\r\n" % left if left > 0 else b"0\r\n"  # %d: floor, for what is positive
+        text = b"%d\r\n" % left if left > 0.0 else b"0\r\n"  # %d: floor, when positive
         if not self._since <= now < self._until:
             self._renew_reset(value, now)
         lines = self._lines.copy()

@@ -169,14 +169,15 @@ class Policy:
     def hit_one(self, key: str, now: float) -> float:
         """Count one hit on a local one-window policy (`one`); the rate to compare with the
         window's limit. An allowed request needs nothing more (no Verdict made); one over the
-        limit is settled with `judge_one`. (`_rate_one` inlined, on the window's own index.)"""
+        limit is settled with `judge_one`. (`_rate_one` inlined, from where the window began;
+        floats only: the fast float operations.)"""
         window: LocalWindow = self.one  # type: ignore[assignment]
         slot = window.add(key, now)
         value = slot.current
         if slot.previous and self.sliding:
             size = window.size
-            weight = (size - (now - window.index * size)) / size
-            if weight > 0:
+            weight = (size - (now - window.begins)) / size
+            if weight > 0.0:
                 value += slot.previous * weight
         return value
 

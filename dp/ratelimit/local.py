@@ -34,19 +34,20 @@ class _Slot:
 
 
 class LocalWindow:
-    """The slots of one window size, and where that window is now: `index`, `start`, `end`
-    (`start <= now < end` for the `now` of the last hit)."""
+    """The slots of one window size, and where that window is now: `index`, `begins` (index *
+    size, a float), and `start <= now < end`, the times for which `index` holds without
+    working it out again (an empty range where float rounding makes that unsure)."""
 
-    __slots__ = ("_counters", "end", "index", "size", "slots", "start")
+    __slots__ = ("_counters", "begins", "end", "index", "size", "slots", "start")
 
     def __init__(self, counters: LocalCounters, size: float) -> None:
         self._counters = counters
         self.size = size
         self.slots: dict[str, _Slot] = {}
         self.index = 0
-        self.start = self.end = -math.inf
+        self.begins = self.start = self.end = -math.inf
 
-    def add(self, key: str, now: float, n: float = 1) -> _Slot:
+    def add(self, key: str, now: float, n: float = 1.0) -> _Slot:
         """Count `n` hits now; the key's slot after it (read its counts right away). (Every
         limited request comes here: no helper call unless the window or the key moved on.)"""
         if not self.start <= now < self.end:
@@ -54,13 +55,14 @@ class LocalWindow:
         slot = self.slots.get(key)
         if slot is None or slot.index != self.index:
             slot = self._slot(key)
-        count = slot.current + n
-        slot.current = count if count > 0 else 0.0
+        count = slot.current + n  # (floats both, 0.0 below: the fast float operations)
+        slot.current = count if count > 0.0 else 0.0
         return slot
 
     def _move(self, now: float) -> None:
         self.index = index = floor(now / self.size)
-        self.start, self.end = index * self.size, (index + 1) * self.size
+        self.begins = self.start = index * self.size
+        self.end = (index + 1) * self.size
         if not self.start <= now < self.end:  # float rounding at an edge: no shortcut now
             self.start = self.end = -math.inf
         self._counters.maybe_sweep(now)
