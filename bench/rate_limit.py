@@ -20,7 +20,9 @@ from the same round (goals: local >= 0.8, redis >= 0.6).
 The verdict is on the median of those per-round ratios. On a shared machine req/s swings
 with whatever else runs; the data plane's CPU per request is much steadier, so the summary
 also gives the median CPU per request of each route and plain's divided by it (the ratio the
-req/s would have if the data plane alone were the bottleneck), and the load average.
+req/s would have if the data plane alone were the bottleneck), and the load average. For the
+plugin's own work without that noise, bench/instructions.py counts instructions per request of
+the same routes.
 """
 
 from __future__ import annotations
