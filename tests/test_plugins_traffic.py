@@ -35,16 +35,25 @@ async def proxy() -> AsyncIterator[Proxy]:
 
 @pytest.fixture
 async def external() -> AsyncIterator[str]:
-    """A real external JSON service: /anything answers JSON, /broken answers non-JSON."""
+    """A real external JSON service: /anything answers JSON, /broken answers non-JSON, /price
+    and /lone a text latin-1 cannot hold, and one no encoding can."""
     async def anything(request: web.Request) -> web.Response:
         return web.json_response({"url": f"http://ext{request.path_qs}", "n": 7})
 
     async def broken(request: web.Request) -> web.Response:
         return web.Response(text="<html>not json</html>")
 
+    async def price(request: web.Request) -> web.Response:
+        return web.json_response({"url": "12 €"})
+
+    async def lone(request: web.Request) -> web.Response:  # valid JSON, a lone surrogate in it
+        return web.Response(text='{"url": "\\ud800"}', content_type="application/json")
+
     app = web.Application()
     app.router.add_get("/anything{tail:.*}", anything)
     app.router.add_get("/broken", broken)
+    app.router.add_get("/price", price)
+    app.router.add_get("/lone", lone)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -96,6 +105,28 @@ async def test_response_decorator_success_and_failures(up: Upstream, proxy: Prox
     for path in ("/lenient", "/lenient-json"):
         status, headers, body = await call(proxy, path)
         assert status == 200 and "X-Decorated" not in headers and body["upstream"] == "a"
+
+
+async def test_header_text_beyond_latin_1(up: Upstream, proxy: Proxy, external: str) -> None:
+    """Header text latin-1 cannot hold goes out as UTF-8, as Kong sends a Lua string: a
+    consumer's name in Cyrillic to the upstream (key-auth), a service's answer to the client
+    (response-decorator). Text no encoding holds (a lone surrogate, from a JSON escape) fails
+    the plugin that set it: 500 with Kong's message, and the proxy goes on serving."""
+    proxy.load({
+        "consumers": [{"username": "Ада", "keyauth_credentials": [{"key": "k-ada"}]}],
+        "services": [{"name": "s", "url": f"http://127.0.0.1:{up.port}", "routes": [
+            {"name": "auth", "paths": ["/auth"], "plugins": [{"name": "key-auth"}]},
+            {"name": "euro", "paths": ["/euro"], "plugins": [decorator(f"{external}/price")]},
+            {"name": "lone", "paths": ["/lone"], "plugins": [decorator(f"{external}/lone")]},
+        ]}]})
+    status, _, body = await call(proxy, "/auth", {"apikey": "k-ada"})
+    seen = {k.lower(): v for k, v in body["headers"].items()}
+    assert status == 200 and seen["x-consumer-username"] == "Ада"
+    status, headers, _ = await call(proxy, "/euro")
+    assert status == 200 and headers["X-Decorated"] == "12 €"
+    status, _, body = await call(proxy, "/lone")
+    assert (status, body) == (500, {"message": "An unexpected error occurred"})
+    assert (await call(proxy, "/euro"))[0] == 200
 
 
 async def test_key_auth(up: Upstream, proxy: Proxy) -> None:

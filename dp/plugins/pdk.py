@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from dp.plugins import http_client
+from dp.proxy.http import header_bytes
 
 
 class PluginExit(Exception):
@@ -68,9 +69,9 @@ class Exchange:
         self.resp_status = 0
         self.resp_headers: Sequence[tuple[bytes, bytes]] = ()  # the upstream's, once known
         # Client response headers set by plugins, on first use: `header_key(name)` (lower-case
-        # bytes, compared as is with the upstream's names) → the header lines as sent (latin-1
-        # bytes, b"Name: value\r\n" each; b"" = cleared). Rendered when set, so sending them
-        # is a list extend, and they allocate nothing the cyclic GC has to track.
+        # bytes, compared as is with the upstream's names) → the header lines as sent
+        # (b"Name: value\r\n" each, `header_bytes`; b"" = cleared). Rendered when set, so
+        # sending them is a list extend, and they allocate nothing the cyclic GC has to track.
         self.resp_set: dict[bytes, bytes] | None = None
         # kong.request, .response, .service, .client: the same for every plugin, on first use
         self.pdk_parts: _Parts | None = None
@@ -191,9 +192,9 @@ def header_key(name: str) -> bytes:
 
 
 def header_line(name: str, value: Any) -> bytes:
-    """A client response header as `Exchange.resp_set` holds it: the line as sent. A name or
-    value that latin-1 cannot encode fails here, in the plugin that set it."""
-    return f"{name}: {value}\r\n".encode("latin-1")
+    """A client response header as `Exchange.resp_set` holds it: the line as sent (see
+    `header_bytes`: latin-1, else UTF-8)."""
+    return header_bytes(f"{name}: {value}\r\n")
 
 
 class _Response:
@@ -225,7 +226,7 @@ class _Response:
             key = keys.get(name)
             if key is None:
                 key = header_key(name)
-            changes[key] = f"{name}: {value}\r\n".encode("latin-1")  # header_line, inlined
+            changes[key] = header_bytes(f"{name}: {value}\r\n")  # header_line, inlined
 
     def add_header(self, name: str, value: Any) -> None:
         changes = self._changes()

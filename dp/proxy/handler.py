@@ -2,9 +2,10 @@
 run the response plugins, stream the answer back, run the log plugins.
 
 Errors are answered as Kong words them: no route 404, no healthy target 503, connect failure
-502, timeout 504. Connect failures (and timeouts) are retried on the next target up to the
-service's `retries`; a reused keep-alive connection that turns out closed is retried once on a
-fresh one. Nothing is logged per request unless something fails.
+502, timeout 504, a plugin that raised 500 ("An unexpected error occurred"). Connect failures
+(and timeouts) are retried on the next target up to the service's `retries`; a reused
+keep-alive connection that turns out closed is retried once on a fresh one. Nothing is logged
+per request unless something fails.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dp.proxy.http import (
     NO_ROUTE,
     NO_SERVICE,
     TIMED_OUT,
+    UNEXPECTED,
     USE_HTTPS,
     chunk,
 )
@@ -75,6 +77,8 @@ async def handle(conn: ClientConnection, req: Request) -> bool:
                 await waiting
         except PluginExit as stop:
             return await answer_exit(conn, req, m, entries, ex, stop)
+        except Exception:
+            return await answer_exit(conn, req, m, entries, ex, failed("access"))
     status, keep = await forward(conn, req, m, service, ex, entries)
     count_request(m.route, service, status)
     if ex is not None and "log" in entries.by_phase:
@@ -89,6 +93,13 @@ async def answer_exit(conn: ClientConnection, req: Request, m: Match, entries: A
     keep = conn.answer(req, stop.status, stop.message, body=stop.body, headers=stop.headers)
     await run_log(entries, ex, conn.scheme, stop.status)
     return keep
+
+
+def failed(phase: str) -> PluginExit:
+    """The answer to a plugin that raised in `phase` (call it in the `except` block: the
+    traceback is logged): 500 with Kong's message, and the request goes no further."""
+    log.exception("a plugin failed in the %s phase", phase)
+    return PluginExit(500, message=UNEXPECTED)
 
 
 def _protocol_error(conn: ClientConnection, req: Request, code: int) -> bool:
@@ -291,7 +302,8 @@ async def _exchange(conn: ClientConnection, req: Request, m: Match, service: dic
                 waiting = run_phase(entries, "response", ex, conn.scheme)
                 if waiting is not None:
                     await waiting
-            except PluginExit as stop:
+            except Exception as exc:  # nothing was sent yet: the client gets the plugin's answer
+                stop = exc if isinstance(exc, PluginExit) else failed("response")
                 upc.close()
                 return stop.status, conn.answer(req, stop.status, stop.message,
                                                 body=stop.body, headers=stop.headers)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dp.proxy.http import HOP_BY_HOP, reason
+from dp.proxy.http import HOP_BY_HOP, header_bytes, reason
 
 _SET_BY_US = frozenset((b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
                         b"x-forwarded-port", b"x-forwarded-path", b"x-real-ip", b"via"))
@@ -52,7 +52,7 @@ def request_head(req: Any, path: str, host: str, client_ip: str, scheme: str,
     if overrides:
         for name_, value_ in overrides.values():
             if value_ is not None:
-                out.append(f"{name_}: {value_}\r\n".encode("latin-1"))
+                out.append(header_bytes(f"{name_}: {value_}\r\n"))
     if chunked_body:
         out.append(b"Transfer-Encoding: chunked\r\n")
     if req.upgrade:

@@ -17,6 +17,7 @@ TIMED_OUT = "The upstream server is timing out"
 NO_PEER = "failure to get a peer from the ring-balancer"
 USE_HTTPS = "Please use HTTPS protocol"
 BAD_REQUEST = "Bad request"
+UNEXPECTED = "An unexpected error occurred"  # a plugin raised: Kong's 500
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 LAST_CHUNK = b"0\r\n\r\n"
@@ -53,9 +54,20 @@ def _html_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def header_bytes(text: str) -> bytes:
+    """Header text as sent: latin-1 when it holds (header values are read as latin-1, so a
+    value read from a request goes out as the bytes it came as), else UTF-8 (text from a config
+    or a service, a consumer's name in Cyrillic, goes out as Kong sends a Lua string). Raises
+    UnicodeEncodeError only for a lone surrogate, which has no bytes."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
+
+
 def response_head(status: int, headers: list[tuple[str, str]], version: bytes = b"1.1") -> bytes:
     lines = [b"HTTP/%b %d %b\r\n" % (version, status, reason(status))]
-    lines.extend(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers)
+    lines.extend(header_bytes(f"{k}: {v}\r\n") for k, v in headers)
     lines.append(b"\r\n")
     return b"".join(lines)
 

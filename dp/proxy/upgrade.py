@@ -54,7 +54,7 @@ def runs_on(protocols: frozenset[str], scheme: str) -> bool:
 
 async def handle_upgrade(conn: ClientConnection, req: Request, m: Match, entries: Any) -> bool:
     """Answer an upgrade request; returns False (the connection ends with the upgrade)."""
-    from dp.proxy.handler import answer_exit, run_log
+    from dp.proxy.handler import answer_exit, failed, run_log
 
     service = m.service
     assert service is not None
@@ -68,6 +68,8 @@ async def handle_upgrade(conn: ClientConnection, req: Request, m: Match, entries
             kongs = await _handshake_phase(entries, ex, conn.scheme)
         except PluginExit as stop:
             return await answer_exit(conn, req, m, entries, ex, stop)
+        except Exception:
+            return await answer_exit(conn, req, m, entries, ex, failed("ws_handshake"))
     upc, status = await _open(conn, req, m, ex, pipeline is not None)
     if upc is None:
         count_request(m.route, service, status)
