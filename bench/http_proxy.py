@@ -65,6 +65,17 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def stop_all(procs: list[subprocess.Popen], timeout: float = 10) -> None:
+    """SIGTERM every process, then wait for each (killed after `timeout` seconds)."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def nginx(tmp: Path, name: str, server_block: str, workers: int = 1) -> subprocess.Popen:
     prefix = tmp / name
     (prefix / "logs").mkdir(parents=True)
@@ -189,13 +200,7 @@ services:
         ratio = cpu_per["tidegate"] / cpu_per["nginx"] if cpu_per["nginx"] else float("nan")
         print(f"tidegate CPU per request / nginx CPU per request = {ratio:.2f}x (goal <= 3x)")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

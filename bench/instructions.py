@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from http_proxy import free_port, nginx
+from http_proxy import free_port, nginx, stop_all
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNECTIONS = 4
@@ -169,13 +169,7 @@ def main() -> int:
     try:
         run(tmp, args, procs)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

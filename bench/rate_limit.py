@@ -30,14 +30,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from statistics import median
 
-from http_proxy import cpu_seconds, free_port, nginx, wait_http, wrk
+from http_proxy import cpu_seconds, free_port, nginx, stop_all, wait_http, wrk
 
 ROOT = Path(__file__).resolve().parent.parent
 GOALS = {"local": 0.8, "redis": 0.6, "redis-1s": 0.6}
@@ -151,13 +150,7 @@ def main() -> int:
     try:
         run(tmp, args, procs)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import os
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ import time
 from pathlib import Path
 
 import uvloop
-from http_proxy import ROOT, cpu_seconds, free_port, nginx
+from http_proxy import ROOT, cpu_seconds, free_port, nginx, stop_all
 from ws_peers import hold_idle, run_load, serve_echo
 
 SIZES = (256, 8192)
@@ -138,13 +137,7 @@ class Bench:
             _wait_port(port)
 
     def stop(self) -> None:
-        for p in self.procs:
-            p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(self.procs, 15)
 
     async def closed_loop(self, port: int, size: int, pid: int | None,
                           host: str = "bench") -> dict[str, float]:
