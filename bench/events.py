@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/events.py [--rate 1000] [--paced 5000] [--burst 100000]
                                      [--duration 3] [--rounds 8] [--flood-rate 5000]
-                                     [--cp-nice 10] [--no-pin] [--no-control]
+                                     [--cp-nice 10] [--no-pin]
 
 A real `tidegate cp start` (its own embedded PostgreSQL under /tmp) and, in this process, the
 data plane's real uplink: dp.events.EventQueue and dp.cluster_client.ClusterClient over mTLS.
@@ -20,20 +20,23 @@ Prints:
               more per event than a loop busy proxying
   proxy       the data plane's HTTP proxy (dp.proxy.server.ProxyServer, in this process on the
               same event loop as the uplink, as in a data plane's main process) in front of an
-              nginx upstream, loaded by wrk: --rounds rounds of a --duration s run without and a
-              run with a concurrent flood of rate-limit-exceeded events put at --flood-rate/s
-              into the same queue, the order alternating from round to round (the machine is
-              shared: a load that comes or goes hits both sides alike); requests/s and this
-              process's CPU per request of every run, the medians, the drop of the medians
-              (goal <= 5%) and the median of each round's own drop (its two runs are next to
-              each other in time, so it is the figure a drifting load disturbs least). Needs
-              nginx and wrk, else it is skipped.
-  control     (--control, default on) half as many rounds without events, a run without and a
-              run with a busy loop beside the data plane that uses the share of a core the
-              control plane and PostgreSQL used during the flooded runs: the drop any work of
-              that size causes on this machine, and the data plane's CPU per request without
-              and with it (work on the other CPU makes the data plane's own system calls and
-              wake-ups dearer on this VM), for reading the proxy figure against
+              nginx upstream, loaded by wrk: --rounds rounds of three --duration s runs, one
+              per arm, the order reversed every other round (the machine is shared: a load that
+              comes or goes hits every arm alike):
+                without  no events anywhere
+                with     a concurrent flood of rate-limit-exceeded events put at --flood-rate/s
+                         into this data plane's queue, shipped and stored meanwhile
+                other    the same flood raised by another data plane (bench/other_dp.py, a
+                         process beside the control plane) and stored by the control plane,
+                         while this data plane raises none
+              requests/s and this process's CPU per request of every run, the medians, the
+              drop of the medians with / without (goal <= 5%) and the median of each round's
+              own drop (its runs are next to each other in time, so it is the figure a drifting
+              load disturbs least). `other` is for reading that figure: what the control
+              plane's and PostgreSQL's work on the other CPU costs the proxy on this machine
+              (here it shares two CPUs with the data plane, wrk and nginx; in production it
+              runs on other hosts), and with / other is then the data plane's own cost of the
+              flood. Needs nginx and wrk, else it is skipped.
 
 With --pin (default on 2+ CPUs) the data plane has a CPU of its own for the proxy runs (see
 `pin`), as on its own host.
@@ -41,11 +44,12 @@ With --pin (default on 2+ CPUs) the data plane has a CPU of its own for the prox
 For the proxy runs the control plane and PostgreSQL are reniced to --cp-nice (default 10; the
 latency and throughput figures are taken before, at the usual priority): in production they
 run on other hosts, and the goal is about the data plane's own cost, so here they get the CPU
-the proxy, wrk and nginx leave rather than an equal share of the two cores. Nothing is skipped
-for that: every flooded run checks that the flood was stored and acknowledged while it ran
-(what was still unacknowledged when wrk stopped must be under a second of events, or the run
-is reported INVALID and the bench exits 1) and, afterwards, that every event put is a row in
-PostgreSQL. The load average is printed at the start and the end.
+the proxy, wrk and nginx leave rather than an equal share of the two cores (so does the other
+data plane). Nothing is skipped for that: every flooded run checks that the flood was stored
+and acknowledged while it ran (what was still unacknowledged when wrk stopped must be under a
+second of events, or the run is reported INVALID and the bench exits 1) and, afterwards, that
+every event of both floods is a row in PostgreSQL. The load average is printed at the start
+and the end.
 """
 
 from __future__ import annotations
@@ -227,37 +231,90 @@ async def uplink_cpu(queue: EventQueue, rate: float, seconds: float) -> float:
 
 
 @dataclass
-class Flooded:
+class Run:
+    """One wrk run of one arm (see ARMS)."""
+
     rps: float
-    cpu: float  # µs per request
-    put: int  # events put during the run
+    cpu: float  # µs of this process's CPU per request
+    put: int  # events of the arm's flood put during the run
     acked: int  # of those, acknowledged before wrk stopped
     cp_cpu: float  # seconds the control plane and PostgreSQL used meanwhile
+    other_cpu: float  # seconds the other data plane used meanwhile
 
     @property
     def backlog(self) -> int:
         return self.put - self.acked
 
 
-async def flooded_run(queue: TimedQueue, url: str, duration: int, rate: float,
-                      cpu_of_cp: Any) -> Flooded:
-    """One wrk run with the flood (all acknowledged before it starts); what was acknowledged
-    before wrk stopped, then waits for the rest."""
+# "without": no events anywhere; "with": this data plane floods; "other": another data plane
+# floods the control plane at the same rate, this one raises no event.
+ARMS = ("without", "with", "other")
+
+
+class OtherDataPlane:
+    """bench/other_dp.py in a process of its own, on the CPUs of everything but the data plane,
+    at the control plane's niceness."""
+
+    def __init__(self, cluster: str, tmp: Path, rate: float, duration: int, nice: int) -> None:
+        self.proc = subprocess.Popen(
+            [*_on_other_cpus(), "nice", "-n", str(nice), sys.executable,
+             str(ROOT / "bench" / "other_dp.py"), cluster, str(tmp / "c.crt"),
+             str(tmp / "c.key"), str(rate), str(duration)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.sent = 0
+        self.boot_id = ""
+
+    async def said(self) -> str:
+        line = await asyncio.to_thread(self.proc.stdout.readline)  # type: ignore[union-attr]
+        if not line:
+            raise SystemExit("bench/other_dp.py exited")
+        return line.strip()
+
+    def tell(self, command: str) -> None:
+        self.proc.stdin.write(command + "\n")  # type: ignore[union-attr]
+        self.proc.stdin.flush()  # type: ignore[union-attr]
+
+    async def stop(self) -> tuple[int, int]:
+        """Stop its flood; how many events it sent, how many were acknowledged by then."""
+        self.tell("stop")
+        sent, acked, self.boot_id = (await self.said()).split()
+        self.sent += int(sent)
+        return int(sent), int(acked)
+
+    def cpu(self) -> float:
+        return http_proxy.cpu_seconds(self.proc.pid)
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+async def arm_run(arm: str, queue: TimedQueue, other: OtherDataPlane, url: str,
+                  args: argparse.Namespace, cpu_of_cp: Callable[[], float]) -> Run:
+    """One wrk run of `arm`, every earlier event acknowledged before it starts; what was
+    acknowledged before wrk stopped, then waits for the rest."""
     stop = asyncio.Event()
-    acked0, cp0 = queue.acked, cpu_of_cp()
-    flooding = asyncio.create_task(flood(queue, rate, stop))
-    rps, cpu = await wrk(url, duration)
-    acked = queue.acked - acked0
-    stop.set()
-    put = await flooding
-    run = Flooded(rps, cpu, put, min(acked, put), cpu_of_cp() - cp0)
+    acked0, cp0, other0 = queue.acked, cpu_of_cp(), other.cpu()
+    flooding = asyncio.create_task(flood(queue, args.flood_rate, stop)) if arm == "with" \
+        else None
+    if arm == "other":
+        other.tell("flood")
+    rps, cpu = await wrk(url, args.duration)
+    acked, cp_cpu, other_cpu = queue.acked - acked0, cpu_of_cp() - cp0, other.cpu() - other0
+    put = 0
+    if flooding:
+        stop.set()
+        put = await flooding
+    elif arm == "other":
+        put, acked = await other.stop()
     await until(lambda: queue.unsent == 0 and queue.unacked == 0, 60, "flood acked")
-    return run
+    return Run(rps, cpu, put, min(acked, put), cp_cpu, other_cpu)
 
 
 async def proxy_phase(queue: TimedQueue, tmp: Path, args: argparse.Namespace, dsn: str,
-                      cpu_of_cp: Any, others: list[int]) -> bool:
-    """The with/without rounds (see the module docstring); False when a run was invalid."""
+                      cp: ControlPlane, cpu_of_cp: Callable[[], float],
+                      others: list[int]) -> bool:
+    """The rounds of the three arms (see the module docstring); False when a run was invalid."""
     if not (shutil.which("wrk") and shutil.which("nginx")):
         print("  proxy: skipped (needs wrk and nginx: apt-get install -y wrk nginx-light)")
         return True
@@ -267,10 +324,14 @@ async def proxy_phase(queue: TimedQueue, tmp: Path, args: argparse.Namespace, ds
              location / {{ default_type application/json;
                           return 200 '{{"hello":"world"}}'; }} }}""")
     proxy = ProxyServer(queue, [])
+    other: OtherDataPlane | None = None
     try:
         http_proxy.wait_http(f"http://127.0.0.1:{up_port}/")
         if args.pin:
             pin(0, [*others, upstream.pid])
+        other = OtherDataPlane(cp.cluster, tmp, args.flood_rate, args.duration, args.cp_nice)
+        if await other.said() != "ready":
+            raise SystemExit("bench/other_dp.py did not connect")
         doc = {"_format_version": "3.0", "services": [{
             "name": "s", "url": f"http://127.0.0.1:{up_port}",
             "routes": [{"name": "r", "paths": ["/"]}]}]}
@@ -284,99 +345,73 @@ async def proxy_phase(queue: TimedQueue, tmp: Path, args: argparse.Namespace, ds
               f"{per_event * args.flood_rate / 1e4:.1f}% of a core at {args.flood_rate:,.0f} "
               f"events/s")
         await wrk(url, 2)  # warm up
-        valid, share = await rounds(queue, url, args, dsn, cpu_of_cp)
-        if args.control:
-            await control_rounds(url, args, share)
-        return valid
+        return await rounds(queue, other, url, args, dsn, cpu_of_cp)
     finally:
+        if other is not None:
+            other.close()
         await proxy.close()
         upstream.terminate()
         upstream.wait()
 
 
-async def rounds(queue: TimedQueue, url: str, args: argparse.Namespace, dsn: str,
-                 cpu_of_cp: Any) -> tuple[bool, float]:
-    """The with/without rounds; whether they were valid, and the share of a core the control
-    plane and PostgreSQL used during the flooded runs (median)."""
-    plain: list[tuple[float, float]] = []
-    flooded: list[Flooded] = []
+async def rounds(queue: TimedQueue, other: OtherDataPlane, url: str, args: argparse.Namespace,
+                 dsn: str, cpu_of_cp: Callable[[], float]) -> bool:
+    """The rounds of the three arms; whether every run was valid."""
+    runs: dict[str, list[Run]] = {arm: [] for arm in ARMS}
     first = queue.total + 1
-    print(f"  proxy (wrk -c50, {args.rounds} rounds of {args.duration} s without and with "
-          f"{args.flood_rate:,.0f} events/s, alternating):")
+    print(f"  proxy (wrk -c50, {args.rounds} rounds of 3 runs of {args.duration} s: without "
+          f"events, with this data plane's flood of {args.flood_rate:,.0f} events/s, with "
+          f"another data plane's; the order reversed every other round):")
     for r in range(args.rounds):
-        for with_flood in ((False, True) if r % 2 == 0 else (True, False)):
-            if with_flood:
-                run = await flooded_run(queue, url, args.duration, args.flood_rate, cpu_of_cp)
-                flooded.append(run)
-                print(f"    round {r + 1} with    {run.rps:9,.0f} req/s  {run.cpu:3.0f} µs/req  "
-                      f"{run.put / args.duration:,.0f} events/s put, {run.acked} of {run.put} "
-                      f"acknowledged during the run, CP + PostgreSQL CPU {run.cp_cpu:.2f} s")
-            else:
-                rps, cpu = await wrk(url, args.duration)
-                plain.append((rps, cpu))
-                print(f"    round {r + 1} without {rps:9,.0f} req/s  {cpu:3.0f} µs/req")
-    last = queue.total
-    rows = await stored_count(dsn, queue.boot_id, first, last)
-    put = sum(f.put for f in flooded)
-    without = statistics.median(p[0] for p in plain)
-    with_ = statistics.median(f.rps for f in flooded)
-    paired = statistics.median(1 - f.rps / p[0] for p, f in zip(plain, flooded, strict=True))
-    print(f"  proxy: median {without:,.0f} req/s without events, {with_:,.0f} req/s with the "
-          f"flood: drop {(1 - with_ / without) * 100:.1f}% (goal <= 5%); median of the rounds' "
-          f"own drops {paired * 100:.1f}%; data plane CPU per request "
-          f"{statistics.median(p[1] for p in plain):.0f} µs without, "
-          f"{statistics.median(f.cpu for f in flooded):.0f} µs with")
-    print(f"    flood: {put} events put, {rows} stored in PostgreSQL, {queue.dropped} dropped")
-    valid = rows == put and queue.dropped == 0
-    for f in flooded:
-        if f.backlog > args.flood_rate:  # steady: a flood linger and a store, ~0.15 s
-            print(f"    INVALID: {f.backlog} events were not acknowledged when wrk stopped: "
+        for arm in ARMS if r % 2 == 0 else ARMS[::-1]:
+            run = await arm_run(arm, queue, other, url, args, cpu_of_cp)
+            runs[arm].append(run)
+            flooded = f"  {run.acked} of {run.put} events acknowledged during the run" \
+                if arm != "without" else ""
+            print(f"    round {r + 1} {arm:7s} {run.rps:9,.0f} req/s  {run.cpu:3.0f} µs/req  "
+                  f"CPU beside: CP + PostgreSQL {run.cp_cpu:.2f} s, other data plane "
+                  f"{run.other_cpu:.2f} s{flooded}")
+    report(runs, args.duration)
+    put = sum(run.put for run in runs["with"])
+    rows = await stored_count(dsn, queue.boot_id, first, queue.total)
+    other_rows = await stored_count(dsn, other.boot_id, 1, other.sent)
+    print(f"    floods: this data plane put {put} events, {rows} stored in PostgreSQL, "
+          f"{queue.dropped} dropped; the other sent {other.sent}, {other_rows} stored")
+    valid = rows == put and other_rows == other.sent and queue.dropped == 0
+    for run in runs["with"] + runs["other"]:
+        if run.backlog > args.flood_rate:  # steady: a flood linger and a store, ~0.15 s
+            print(f"    INVALID: {run.backlog} events were not acknowledged when wrk stopped: "
                   f"the control plane did not keep up, the flood was not shipped meanwhile")
             valid = False
-    if rows != put:
-        print("    INVALID: not every event of the flood is stored")
-    return valid, statistics.median(f.cp_cpu for f in flooded) / args.duration
+    if rows != put or other_rows != other.sent:
+        print("    INVALID: not every event of the floods is stored")
+    return valid
 
 
-def busy_loop(share: float, nice: int) -> subprocess.Popen:
-    """A process on the CPUs of everything but the data plane, at the control plane's
-    niceness, spinning `share` of every 10 ms: CPU work that has nothing to do with events."""
-    code = (f"import os, time\nos.nice({nice})\nwhile True:\n    t = time.perf_counter()\n"
-            f"    while time.perf_counter() - t < {share * 0.01}: pass\n"
-            f"    time.sleep({(1 - share) * 0.01})\n")
-    return subprocess.Popen([*_on_other_cpus(), sys.executable, "-c", code])
+def report(runs: dict[str, list[Run]], duration: int) -> None:
+    """The medians and drops of the rounds (see the module docstring)."""
+    def median(arm: str, field: str = "rps") -> float:
+        return statistics.median(getattr(run, field) for run in runs[arm])
 
+    def drop(arm: str, base: str) -> str:
+        paired = statistics.median(1 - a.rps / b.rps for a, b in zip(
+            runs[arm], runs[base], strict=True))
+        return (f"drop {(1 - median(arm) / median(base)) * 100:.1f}%, median of the rounds' "
+                f"own {paired * 100:.1f}%")
 
-async def control_rounds(url: str, args: argparse.Namespace, share: float) -> None:
-    """What the same share of a core costs the proxy when it is spent by a busy loop instead
-    of the control plane and PostgreSQL storing the flood: the machine's own price for
-    work beside the data plane (on this 2-vCPU VM, one CPU's work slows the other), in
-    requests/s and in the data plane's own CPU per request."""
-    count = max(2, args.rounds // 2)
-    plain: list[tuple[float, float]] = []
-    loaded: list[tuple[float, float]] = []
-    used = []
-    for r in range(count):
-        for busy in ((False, True) if r % 2 == 0 else (True, False)):
-            if not busy:
-                plain.append(await wrk(url, args.duration))
-                continue
-            loop = busy_loop(share, args.cp_nice)
-            try:
-                cpu0 = http_proxy.cpu_seconds(loop.pid)
-                loaded.append(await wrk(url, args.duration))
-                used.append((http_proxy.cpu_seconds(loop.pid) - cpu0) / args.duration)
-            finally:
-                loop.kill()
-                loop.wait()
-    paired = statistics.median(1 - b[0] / p[0] for p, b in zip(plain, loaded, strict=True))
-    without, with_ = (statistics.median(run[0] for run in runs) for runs in (plain, loaded))
-    print(f"  control ({count} rounds, no events): a busy loop beside the data plane using "
-          f"{statistics.median(used):.0%} of a core (the control plane and PostgreSQL used "
-          f"{share:.0%} during the flood): drop {(1 - with_ / without) * 100:.1f}%, median "
-          f"of the rounds' own drops {paired * 100:.1f}%; data plane CPU per request "
-          f"{statistics.median(p[1] for p in plain):.0f} µs without, "
-          f"{statistics.median(b[1] for b in loaded):.0f} µs with the busy loop")
+    print(f"  proxy, medians: {median('without'):,.0f} req/s without events, "
+          f"{median('with'):,.0f} with this data plane's flood, {median('other'):,.0f} "
+          f"while the control plane stores the other data plane's flood")
+    print(f"    with / without: {drop('with', 'without')} (goal <= 5%)")
+    print(f"    other / without, the control plane's and PostgreSQL's work beside the data "
+          f"plane: {drop('other', 'without')}; with / other, this data plane's own cost of the "
+          f"flood: {drop('with', 'other')}")
+    print(f"    data plane CPU per request: {median('without', 'cpu'):.1f} µs without, "
+          f"{median('with', 'cpu'):.1f} µs with, {median('other', 'cpu'):.1f} µs other")
+    print(f"    share of a core beside the data plane: control plane + PostgreSQL "
+          f"{median('with', 'cp_cpu') / duration:.1%} with, "
+          f"{median('other', 'cp_cpu') / duration:.1%} other; the other data plane "
+          f"{median('other', 'other_cpu') / duration:.1%} while flooding")
 
 
 async def stored_count(dsn: str, boot_id: str, first: int, last: int) -> int:
@@ -400,7 +435,7 @@ async def measure(args: argparse.Namespace, cp: ControlPlane, dsn: str, tls: Clu
         for pid in (cp.popen.pid, pg_pid):  # PostgreSQL's backends are children: included
             if pid:
                 renice(pid, args.cp_nice)
-        return await proxy_phase(queue, tmp, args, dsn, lambda: http_proxy.cpu_seconds(
+        return await proxy_phase(queue, tmp, args, dsn, cp, lambda: http_proxy.cpu_seconds(
             cp.popen.pid) + pg_cpu(pg_pid), [p for p in (cp.popen.pid, pg_pid) if p])
     finally:
         task.cancel()
@@ -458,8 +493,6 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--flood-rate", type=float, default=5000)
     parser.add_argument("--cp-nice", type=int, default=10)
-    parser.add_argument("--control", action=argparse.BooleanOptionalAction, default=True,
-                        help="after the rounds, the same CPU share spent by a busy loop")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction,
                         default=(os.cpu_count() or 1) >= 2,
                         help="the data plane on a CPU of its own for the proxy runs (see pin)")
