@@ -80,6 +80,11 @@ def run(args: argparse.Namespace) -> int:
     cp_log, dp_log = prefix / "cp.log", prefix / "dp.log"
     procs: list[subprocess.Popen[bytes]] = []
     stop_signals = {signal.SIGINT, signal.SIGTERM}
+    for sig in stop_signals:
+        # While starting, either one unwinds to the `finally` that stops what already runs
+        # (SIGTERM's default would leave the children behind; a shell that starts a command
+        # in the background has it ignore SIGINT).
+        signal.signal(sig, _interrupted)
     try:
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "shared.demo_echo", "--listen", DEMO],
@@ -109,11 +114,17 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        for sig in stop_signals:  # a second Ctrl-C must not cut the stopping short
+            signal.signal(sig, signal.SIG_IGN)
         for proc in reversed(procs):
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
             proc.wait(60)
         print("stopped", flush=True)
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _banner(cp_log: Path, dp_log: Path) -> str:

@@ -64,3 +64,30 @@ def test_quickstart_and_its_printed_commands() -> None:
         time.sleep(0.1)  # polling until the children have released their ports
     assert not any(_port_busy(p) for p in PORTS), "every process the quickstart started stopped"
     subprocess.run(["rm", "-rf", str(root)])
+
+
+def test_a_stop_signal_while_starting_stops_what_already_runs() -> None:
+    """SIGTERM (or Ctrl-C) before the data plane is ready: the control plane and the demo
+    upstream, already running, are stopped too, and the quickstart says so and exits 0."""
+    busy = [p for p in PORTS if _port_busy(p)]
+    if busy:
+        pytest.skip(f"the quickstart's fixed ports are in use: {busy}")
+    root = Path(tempfile.mkdtemp(prefix="tgqs-", dir="/tmp"))
+    root.chmod(0o755)
+    out = root / "out.txt"
+    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "quickstart", "--prefix",
+                             str(root / "state")], stdout=out.open("wb"),
+                            stderr=subprocess.STDOUT)
+    admin, demo = PORTS[0], PORTS[4]
+    try:
+        wait_for(lambda: _port_busy(admin) and _port_busy(demo), 90, "the control plane")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(90) == 0
+        assert "Ctrl-C stops" not in out.read_text(), "the signal came after the start"
+        assert "stopped" in out.read_text()
+        wait_for(lambda: not any(_port_busy(p) for p in PORTS), 10, "every port released")
+    finally:
+        proc.kill()
+        for leftover in (str(root), f"shared.demo_echo --listen {quickstart.DEMO}"):
+            subprocess.run(["pkill", "-f", leftover])  # what a failed stop left behind
+        subprocess.run(["rm", "-rf", str(root)])
