@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from contextlib import AsyncExitStack
@@ -157,6 +158,10 @@ async def serve(settings: CPSettings, dsn: str, stop: asyncio.Event) -> None:
         host, port = split_listen(settings.admin_listen)
         await web.TCPSite(runner, host, port, reuse_address=True).start()
         log.info("Admin API listening on http://%s:%d", host, port)
+        # Everything built so far lives as long as the process: keep the cyclic GC from
+        # rescanning it on each full collection (a data plane's flood of events promotes
+        # thousands of short-lived objects per batch, which triggers full collections often).
+        gc.freeze()
         await stop.wait()
         log.info("control plane stopping")
 
