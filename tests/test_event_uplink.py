@@ -433,6 +433,36 @@ async def test_json_batches_skip_what_no_data_plane_sends_and_still_cover_it(sto
     assert len((await dp_events.page("dp-j", 10, None))[0]) == 3
 
 
+async def test_batches_as_data_planes_send_them_are_stored_once_with_their_hooks(store, dsn):
+    """The events_json a data plane's uplink encodes: stored and shown as sent, a resend that
+    overlaps what is stored adds only the new events, and each event's hook delivery carries
+    its data (payloads stay JSON text until a hook wants them, even an integer beyond 64
+    bits)."""
+    await store.insert(ENTITIES["event_hooks"], {
+        "source": "rate-limiting-advanced", "handler": "webhook",
+        "config": {"url": "http://127.0.0.1:9/"}})
+    dp_events, boot = DataPlaneEvents(store.pool), str(uuid.uuid4())
+    events = [Event("rate-limiting-advanced", "rate-limit-exceeded", {
+        "consumer": {}, "ip": f"10.0.0.{seq}", "service": {"id": "s"}, "rate": 11,
+        "limit": 10 if seq != 5 else 2**70, "window": "second"}, 1_700_000_000.25 + seq, seq)
+        for seq in range(1, 6)]
+    first = _event_batch(boot, events[:3]).event_batch
+    resent = _event_batch(boot, events[1:]).event_batch  # 2..5, after a lost ack
+    assert first.events_json.startswith(b'[["rate-limiting-advanced"'), "the DP's encoding"
+    assert await dp_events.store("dp-a", first) == 3
+    assert await dp_events.store("dp-a", resent) == 5
+    page, _ = await dp_events.page("dp-a", 10, None)
+    assert [(e["seq"], e["data"]["ip"], e["at"]) for e in page] == [
+        (seq, f"10.0.0.{seq}", 1_700_000_000.25 + seq) for seq in range(5, 0, -1)]
+    assert page[0]["data"]["limit"] == 2**70
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        rows = await (await conn.execute(
+            "SELECT payload FROM event_hook_deliveries WHERE source = "
+            "'rate-limiting-advanced' ORDER BY seq")).fetchall()
+    assert [r[0]["ip"] for r in rows] == [f"10.0.0.{seq}" for seq in range(1, 6)]
+    assert rows[4][0]["limit"] == 2**70 and rows[0][0]["service"] == {"id": "s"}
+
+
 async def test_text_jsonb_cannot_hold_is_mended_and_stays_readable(store, dsn):
     """A lone surrogate (the stdlib parser reads one from "\\ud800") beside a NUL character:
     stored mended, shown by the Admin API's page and readable through the SQL view."""

@@ -11,8 +11,10 @@ they were at each change: the current table, rewound through the later change-lo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg.rows import dict_row
 
@@ -143,23 +145,35 @@ async def emit(conn: psycopg.AsyncConnection[Any], source: str, event: str,
         return await emit_batch(conn, [(source, event, data)], period)
 
 
-async def emit_batch(conn: psycopg.AsyncConnection[Any],
-                     events: list[tuple[str, str, dict[str, Any]]], period: float) -> int:
-    """`emit` for many events, in the caller's transaction (the data planes' uplink stores a
-    batch and its deliveries together). Events outside the catalogue match no hook."""
+def object_of(data: Any) -> dict[str, Any]:
+    """An event's data as a dict of its own: from a dict, or from the JSON text of one (bytes
+    or msgspec.Raw: a data plane's batch keeps each payload as text until a hook may want it,
+    see cp/cluster/dp_events.as_sent)."""
+    if isinstance(data, dict):
+        return dict(data)
+    return msgspec.json.decode(data)  # exact beyond 64 bits, where orjson gives a float
+
+
+async def emit_batch(conn: psycopg.AsyncConnection[Any], events: Sequence[Sequence[Any]],
+                     period: float) -> int:
+    """`emit` for many events, each (source, event, data, ...), in the caller's transaction
+    (the data planes' uplink stores a batch and its deliveries together); each data as
+    `object_of` reads it, and only for a hook that wants it. Events outside the catalogue match
+    no hook."""
     known = catalogue()
-    events = [e for e in events if e[1] in known.get(e[0], {})]
-    if not events:
+    sources = {e[0] for e in events}.intersection(known)
+    if not sources:
         return 0
-    rows_ = await (await conn.execute(
+    hooks = [r[0] for r in await (await conn.execute(
         "SELECT h.entity FROM event_hooks h WHERE h.entity->>'source' = ANY(%s) AND NOT EXISTS "
         "(SELECT 1 FROM event_hook_disabled d WHERE d.hook_id = h.id)",
-        (sorted({e[0] for e in events}),))).fetchall()
-    hooks = [r[0] for r in rows_]
+        (sorted(sources),))).fetchall()]
     rows: list[tuple] = []
-    for source, event, data in events if hooks else ():
-        ev = payloads.Event(source, (event,), dict(data))
-        rows += await fan_out(conn, hooks, ev, change_id=None, period=period)
+    for e in events if hooks else ():
+        source, event = e[0], e[1]
+        if event in known.get(source, {}):
+            ev = payloads.Event(source, (event,), object_of(e[2]))
+            rows += await fan_out(conn, hooks, ev, change_id=None, period=period)
     if await insert(conn, rows):
         await conn.execute(NOTIFY)
     return len(rows)
