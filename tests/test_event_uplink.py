@@ -444,7 +444,7 @@ async def test_batches_as_data_planes_send_them_are_stored_once_with_their_hooks
     dp_events, boot = DataPlaneEvents(store.pool), str(uuid.uuid4())
     events = [Event("rate-limiting-advanced", "rate-limit-exceeded", {
         "consumer": {}, "ip": f"10.0.0.{seq}", "service": {"id": "s"}, "rate": 11,
-        "limit": 10 if seq != 5 else 2**70, "window": "second"}, 1_700_000_000.25 + seq, seq)
+        "limit": 10 if seq != 5 else 2**70 + 1, "window": "second"}, 1_700_000_000.25 + seq, seq)
         for seq in range(1, 6)]
     first = _event_batch(boot, events[:3]).event_batch
     resent = _event_batch(boot, events[1:]).event_batch  # 2..5, after a lost ack
@@ -454,13 +454,13 @@ async def test_batches_as_data_planes_send_them_are_stored_once_with_their_hooks
     page, _ = await dp_events.page("dp-a", 10, None)
     assert [(e["seq"], e["data"]["ip"], e["at"]) for e in page] == [
         (seq, f"10.0.0.{seq}", 1_700_000_000.25 + seq) for seq in range(5, 0, -1)]
-    assert page[0]["data"]["limit"] == 2**70
+    assert page[0]["data"]["limit"] == 2**70 + 1, "exact, not a float"
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
         rows = await (await conn.execute(
             "SELECT payload FROM event_hook_deliveries WHERE source = "
             "'rate-limiting-advanced' ORDER BY seq")).fetchall()
     assert [r[0]["ip"] for r in rows] == [f"10.0.0.{seq}" for seq in range(1, 6)]
-    assert rows[4][0]["limit"] == 2**70 and rows[0][0]["service"] == {"id": "s"}
+    assert rows[4][0]["limit"] == 2**70 + 1 and rows[0][0]["service"] == {"id": "s"}
 
 
 async def test_text_jsonb_cannot_hold_is_mended_and_stays_readable(store, dsn):
