@@ -26,7 +26,8 @@ def _port_busy(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_quickstart_and_its_printed_commands() -> None:
+def _quickstart() -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """`tidegate quickstart` in a new state directory: the process, the directory, its output."""
     busy = [p for p in PORTS if _port_busy(p)]
     if busy:
         pytest.skip(f"the quickstart's fixed ports are in use: {busy}")
@@ -36,6 +37,11 @@ def test_quickstart_and_its_printed_commands() -> None:
     proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "quickstart", "--prefix",
                              str(root / "state")], stdout=out.open("wb"),
                             stderr=subprocess.STDOUT)
+    return proc, root, out
+
+
+def test_quickstart_and_its_printed_commands() -> None:
+    proc, root, out = _quickstart()
     try:
         wait_for(lambda: proc.poll() is None and "Ctrl-C stops" in out.read_text(), 120,
                  "quickstart ready")
@@ -69,15 +75,7 @@ def test_quickstart_and_its_printed_commands() -> None:
 def test_a_stop_signal_while_starting_stops_what_already_runs() -> None:
     """SIGTERM (or Ctrl-C) before the data plane is ready: the control plane and the demo
     upstream, already running, are stopped too, and the quickstart says so and exits 0."""
-    busy = [p for p in PORTS if _port_busy(p)]
-    if busy:
-        pytest.skip(f"the quickstart's fixed ports are in use: {busy}")
-    root = Path(tempfile.mkdtemp(prefix="tgqs-", dir="/tmp"))
-    root.chmod(0o755)
-    out = root / "out.txt"
-    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "quickstart", "--prefix",
-                             str(root / "state")], stdout=out.open("wb"),
-                            stderr=subprocess.STDOUT)
+    proc, root, out = _quickstart()
     admin, demo = PORTS[0], PORTS[4]
     try:
         wait_for(lambda: _port_busy(admin) and _port_busy(demo), 90, "the control plane")

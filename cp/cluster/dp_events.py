@@ -67,8 +67,8 @@ DELETE FROM clustering_dp_event_batches WHERE n IN (
      WHERE received_at < clock_timestamp() - make_interval(secs => %s) LIMIT %s)
 RETURNING count
 """
-# Strict JSON (no NaN/Infinity), for a row orjson refuses (an integer beyond 64 bits that the
-# stdlib parser read): what the jsonb of the `clustering_dp_events` view can read.
+# Strict JSON (no NaN/Infinity), for a row orjson refuses (an integer beyond 64 bits, which
+# msgspec and the stdlib read exactly): what the jsonb of the `clustering_dp_events` view reads.
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 MAX_TS = 1e11  # seconds: beyond this (year 5138) PostgreSQL's timestamps end; "now" instead
 _IDS = uuid.UUID("6f0c2a43-1d7e-4f5b-9a8e-3c1b2d4e5f60")  # namespace of the events' ids
