@@ -18,6 +18,7 @@ request (from /proc), then tidegate's CPU per request divided by nginx's (goal: 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +76,29 @@ def stop_all(procs: list[subprocess.Popen], timeout: float = 10) -> None:
             p.wait(timeout)
         except subprocess.TimeoutExpired:
             p.kill()
+
+
+def lacks(tools: tuple[str, ...], packages: str) -> bool:
+    """Whether a program the bench needs is not installed (then says what to install)."""
+    missing = [tool for tool in tools if not shutil.which(tool)]
+    if missing:
+        print(f"needs {', '.join(missing)}: apt-get install -y {packages}")
+    return bool(missing)
+
+
+@contextlib.contextmanager
+def scratch(prefix: str) -> Iterator[tuple[Path, list[subprocess.Popen]]]:
+    """A temporary directory (readable by nginx's workers, which run as another user) and a
+    list for the processes a bench starts: all of them stopped and the directory removed at the
+    end."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    tmp.chmod(0o755)
+    procs: list[subprocess.Popen] = []
+    try:
+        yield tmp, procs
+    finally:
+        stop_all(procs)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def nginx(tmp: Path, name: str, server_block: str, workers: int = 1) -> subprocess.Popen:
@@ -134,13 +159,10 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1,
                         help="proxy worker processes of nginx and of tidegate (default 1)")
     args = parser.parse_args()
-    if not shutil.which("wrk") or not shutil.which("nginx"):
-        print("needs wrk and nginx: apt-get install -y wrk nginx-light")
+    if lacks(("wrk", "nginx"), "wrk nginx-light"):
         return 1
-    tmp = Path(tempfile.mkdtemp(prefix="tg-bench-"))
     up_port, ngx_port, dp_port, status_port = (free_port() for _ in range(4))
-    procs: list[subprocess.Popen] = []
-    try:
+    with scratch("tg-bench-") as (tmp, procs):
         procs.append(nginx(tmp, "upstream", f"""
     server {{ listen 127.0.0.1:{up_port} backlog=4096;
              location / {{ default_type application/json;
@@ -199,9 +221,6 @@ services:
             print(f"{name:<10} {rps:>10.0f} {p99:>8.2f} {shown}")
         ratio = cpu_per["tidegate"] / cpu_per["nginx"] if cpu_per["nginx"] else float("nan")
         print(f"tidegate CPU per request / nginx CPU per request = {ratio:.2f}x (goal <= 3x)")
-    finally:
-        stop_all(procs)
-        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

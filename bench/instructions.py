@@ -25,15 +25,13 @@ import argparse
 import asyncio
 import json
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from http_proxy import free_port, nginx, stop_all
+from http_proxy import free_port, lacks, nginx, scratch
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNECTIONS = 4
@@ -158,19 +156,11 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    missing = [t for t in ("valgrind", "callgrind_control", "nginx", "redis-server")
-               if not shutil.which(t)]
-    if missing:
-        print(f"needs {', '.join(missing)}: apt-get install -y valgrind nginx-light redis-server")
+    if lacks(("valgrind", "callgrind_control", "nginx", "redis-server"),
+             "valgrind nginx-light redis-server"):
         return 1
-    tmp = Path(tempfile.mkdtemp(prefix="tg-bench-instr-"))
-    tmp.chmod(0o755)  # nginx workers run as another user
-    procs: list[subprocess.Popen] = []
-    try:
+    with scratch("tg-bench-instr-") as (tmp, procs):
         run(tmp, args, procs)
-    finally:
-        stop_all(procs)
-        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

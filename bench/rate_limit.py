@@ -29,14 +29,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from statistics import median
 
-from http_proxy import cpu_seconds, free_port, nginx, stop_all, wait_http, wrk
+from http_proxy import cpu_seconds, free_port, lacks, nginx, scratch, wait_http, wrk
 
 ROOT = Path(__file__).resolve().parent.parent
 GOALS = {"local": 0.8, "redis": 0.6, "redis-1s": 0.6}
@@ -141,17 +139,10 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    missing = [tool for tool in ("wrk", "nginx", "redis-server") if not shutil.which(tool)]
-    if missing:
-        print(f"needs {', '.join(missing)}: apt-get install -y wrk nginx-light redis-server")
+    if lacks(("wrk", "nginx", "redis-server"), "wrk nginx-light redis-server"):
         return 1
-    tmp = Path(tempfile.mkdtemp(prefix="tg-bench-rl-"))
-    procs: list[subprocess.Popen] = []
-    try:
+    with scratch("tg-bench-rl-") as (tmp, procs):
         run(tmp, args, procs)
-    finally:
-        stop_all(procs)
-        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
